@@ -1,0 +1,510 @@
+"""Typed configuration: one frozen dataclass per component, layered YAML, validation, overrides.
+
+A config file is a YAML mapping; `include: other.yaml` (a path relative to the file, or the name
+of a built-in config) is loaded first and the file's keys are merged over it. Every key must be
+known: an unknown key fails with the nearest valid key suggested, and every value is checked once,
+at load, so a bad config fails before any work starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import importlib.resources
+import json
+import math
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from foley import shapes
+from foley.errors import ConfigError
+
+DEFAULT_CONFIG = "quick"
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    train_per_class: int
+    reference_per_class: int
+    seed: int
+
+    def check(self, path: str) -> None:
+        _require(self.train_per_class >= 2, f"{path}.train_per_class", "must be at least 2")
+        _require(self.reference_per_class >= 2, f"{path}.reference_per_class", "must be at least 2")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    root: str | None
+    reference: str | None
+    class_names: tuple[str, ...]
+    eval_class_names: tuple[str, ...]
+    val_fraction: float
+    max_rejected_fraction: float
+    synthetic: SyntheticConfig
+
+    def check(self, path: str) -> None:
+        _require(len(self.class_names) >= 2, f"{path}.class_names", "needs at least 2 classes")
+        _require(
+            len(self.eval_class_names) == len(self.class_names),
+            f"{path}.eval_class_names",
+            f"needs one name per class ({len(self.class_names)}), in the order of class_names",
+        )
+        for key in ("class_names", "eval_class_names"):
+            names = getattr(self, key)
+            _require(len(set(names)) == len(names), f"{path}.{key}", "has a duplicate name")
+        _require(0.0 <= self.val_fraction < 0.5, f"{path}.val_fraction", "must be in [0, 0.5)")
+        _require(
+            0.0 <= self.max_rejected_fraction <= 1.0,
+            f"{path}.max_rejected_fraction",
+            "must be in [0, 1]",
+        )
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    sample_rate: int
+    clip_samples: int
+
+    def check(self, path: str) -> None:
+        _require(self.sample_rate >= 8000, f"{path}.sample_rate", "must be at least 8000 Hz")
+        _require(self.clip_samples > 0, f"{path}.clip_samples", "must be positive")
+
+
+@dataclass(frozen=True)
+class MelConfig:
+    n_fft: int
+    hop_length: int
+    win_length: int
+    n_mels: int
+    fmin: float
+    fmax: float
+
+    def check(self, path: str) -> None:
+        _require(self.hop_length > 0, f"{path}.hop_length", "must be positive")
+        _require(
+            self.hop_length < self.n_fft and (self.n_fft - self.hop_length) % 2 == 0,
+            f"{path}.hop_length",
+            "must be below n_fft with n_fft - hop_length even (HiFi-GAN pads half of it each side)",
+        )
+        _require(0 < self.win_length <= self.n_fft, f"{path}.win_length", "must be in (0, n_fft]")
+        _require(self.n_mels > 0, f"{path}.n_mels", "must be positive")
+        _require(0 <= self.fmin < self.fmax, f"{path}.fmin", "must be in [0, fmax)")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int
+    batch_size: int
+    lr: float
+    checkpoint_every: int
+    num_workers: int
+
+    def check(self, path: str) -> None:
+        _require(self.epochs >= 1, f"{path}.epochs", "must be at least 1")
+        _require(self.batch_size >= 1, f"{path}.batch_size", "must be at least 1")
+        _require(self.lr > 0, f"{path}.lr", "must be positive")
+        _require(
+            self.checkpoint_every >= 0,
+            f"{path}.checkpoint_every",
+            "must be >= 0 (steps between checkpoints; 0 = at the end of each epoch only)",
+        )
+        _require(self.num_workers >= 0, f"{path}.num_workers", "must be >= 0")
+
+
+QUANTIZERS = ("vq", "rvq")
+
+
+@dataclass(frozen=True)
+class QuantizerConfig:
+    type: str
+    levels: int
+    codebook_size: int
+    decay: float
+    commitment: float
+
+    def check(self, path: str) -> None:
+        _require(self.type in QUANTIZERS, f"{path}.type", f"must be one of {', '.join(QUANTIZERS)}")
+        _require(self.levels >= 1, f"{path}.levels", "must be at least 1")
+        _require(
+            self.type == "rvq" or self.levels == 1,
+            f"{path}.levels",
+            "must be 1 for type vq (use type: rvq for several levels)",
+        )
+        _require(self.codebook_size >= 2, f"{path}.codebook_size", "must be at least 2")
+        _require(0.0 < self.decay < 1.0, f"{path}.decay", "must be in (0, 1)")
+        _require(self.commitment >= 0, f"{path}.commitment", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class AutoencoderConfig:
+    channel: int
+    n_res_block: int
+    n_res_channel: int
+    embed_dim: int
+    strides: tuple[tuple[int, int], ...]
+    quantizer: QuantizerConfig
+    train: TrainConfig
+
+    def check(self, path: str) -> None:
+        _require(len(self.strides) >= 1, f"{path}.strides", "needs at least one strided layer")
+        for stride in self.strides:
+            for s in stride:
+                _require(
+                    s >= 1 and s & (s - 1) == 0,
+                    f"{path}.strides",
+                    f"has {s} in {list(stride)}; each (freq, time) stride must be a power of two",
+                )
+        _require(
+            self.channel >= 2 ** len(self.strides),
+            f"{path}.channel",
+            f"must be at least {2 ** len(self.strides)} (it halves at each strided layer)",
+        )
+        for key in ("n_res_channel", "embed_dim"):
+            _require(getattr(self, key) >= 1, f"{path}.{key}", "must be positive")
+        _require(self.n_res_block >= 0, f"{path}.n_res_block", "must be >= 0")
+
+
+STACKS = ("freq", "interleave")
+
+
+@dataclass(frozen=True)
+class CodesConfig:
+    stack: str
+    batch_size: int
+
+    def check(self, path: str) -> None:
+        _require(self.stack in STACKS, f"{path}.stack", f"must be one of {', '.join(STACKS)}")
+        _require(self.batch_size >= 1, f"{path}.batch_size", "must be at least 1")
+
+
+@dataclass(frozen=True)
+class PriorConfig:
+    channel: int
+    kernel_size: int
+    n_block: int
+    n_res_block: int
+    res_channel: int
+    attention: bool
+    n_head: int
+    dropout: float
+    label_hidden: int
+    train: TrainConfig
+
+    def check(self, path: str) -> None:
+        for key in ("channel", "kernel_size", "n_block", "res_channel", "label_hidden"):
+            _require(getattr(self, key) >= 1, f"{path}.{key}", "must be positive")
+        _require(self.kernel_size >= 2, f"{path}.kernel_size", "must be at least 2")
+        _require(self.n_res_block >= 0, f"{path}.n_res_block", "must be >= 0")
+        _require(0.0 <= self.dropout < 1.0, f"{path}.dropout", "must be in [0, 1)")
+        if self.attention:
+            _require(self.n_head >= 1, f"{path}.n_head", "must be positive")
+            _require(
+                self.channel % 2 == 0 and (self.channel // 2) % self.n_head == 0,
+                f"{path}.n_head",
+                f"must divide channel / 2 = {self.channel // 2} (attention width)",
+            )
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    per_class: int
+    temperature: float
+    top_k: int
+    batch_size: int
+
+    def check(self, path: str) -> None:
+        _require(self.per_class >= 1, f"{path}.per_class", "must be at least 1")
+        _require(self.temperature > 0, f"{path}.temperature", "must be positive")
+        _require(self.top_k >= 0, f"{path}.top_k", "must be >= 0 (0 = no top-k truncation)")
+        _require(self.batch_size >= 1, f"{path}.batch_size", "must be at least 1")
+
+
+@dataclass(frozen=True)
+class GriffinLimConfig:
+    n_iter: int
+    momentum: float
+
+    def check(self, path: str) -> None:
+        _require(self.n_iter >= 1, f"{path}.n_iter", "must be at least 1")
+        _require(0.0 <= self.momentum < 1.0, f"{path}.momentum", "must be in [0, 1)")
+
+
+VOCODERS = ("griffinlim",)
+
+
+@dataclass(frozen=True)
+class VocoderConfig:
+    type: str
+    batch_size: int
+    griffinlim: GriffinLimConfig
+
+    def check(self, path: str) -> None:
+        _require(self.type in VOCODERS, f"{path}.type", f"must be one of {', '.join(VOCODERS)}")
+        _require(self.batch_size >= 1, f"{path}.batch_size", "must be at least 1")
+
+
+EMBEDDERS = ("builtin",)
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    embedder: str
+    batch_size: int
+
+    def check(self, path: str) -> None:
+        _require(self.embedder in EMBEDDERS, f"{path}.embedder", f"must be one of {', '.join(EMBEDDERS)}")
+        _require(self.batch_size >= 1, f"{path}.batch_size", "must be at least 1")
+
+
+# Attention holds a (positions x positions) score matrix per head and clip; refuse maps whose
+# matrices for one training batch could not fit in any accelerator's memory.
+MAX_ATTENTION_BYTES = 64 * 2**30
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str
+    seed: int
+    device: str
+    amp: bool
+    data: DataConfig
+    audio: AudioConfig
+    mel: MelConfig
+    autoencoder: AutoencoderConfig
+    codes: CodesConfig
+    prior: PriorConfig
+    sample: SampleConfig
+    vocoder: VocoderConfig
+    evaluate: EvaluateConfig
+
+    def check(self, path: str) -> None:
+        _require(
+            self.mel.fmax <= self.audio.sample_rate / 2,
+            "mel.fmax",
+            f"must not exceed the Nyquist frequency {self.audio.sample_rate / 2:g} Hz",
+        )
+        _require(
+            self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
+            "device",
+            "must be auto, cpu, cuda or cuda:N",
+        )
+        frames = shapes.mel_frames(self.audio.clip_samples, self.mel.n_fft, self.mel.hop_length)
+        _require(frames >= 1, "audio.clip_samples", f"must be at least mel.n_fft - mel.hop_length")
+        height, width = self.map_shape
+        if self.prior.attention:
+            positions = height * width
+            need = 4 * positions**2 * self.prior.n_head * self.prior.train.batch_size
+            _require(
+                need <= MAX_ATTENTION_BYTES,
+                "autoencoder.strides",
+                f"give a {height} x {width} prior map whose attention needs {need / 2**30:.0f} GiB "
+                "per training batch; use larger strides, fewer levels or prior.attention: false",
+            )
+
+    @property
+    def latent_shape(self) -> tuple[int, int]:
+        """(height, width) of one quantiser level for the configured mel."""
+        frames = shapes.mel_frames(self.audio.clip_samples, self.mel.n_fft, self.mel.hop_length)
+        return shapes.latent_shape((self.mel.n_mels, frames), self.autoencoder.strides)
+
+    @property
+    def map_shape(self) -> tuple[int, int]:
+        """(height, width) of the stacked code map the prior models."""
+        return shapes.stacked_shape(self.latent_shape, self.autoencoder.quantizer.levels)
+
+    @property
+    def class_count(self) -> int:
+        return len(self.data.class_names)
+
+    def section_hash(self, *sections: str) -> str:
+        """Content hash of the named top-level sections (a stage's parameters)."""
+        payload = {name: to_plain(getattr(self, name)) for name in sections}
+        text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def replace(self, **changes: Any) -> "Config":
+        return dataclasses.replace(self, **changes)
+
+
+def _require(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"config key '{key}' {message}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+def load_config(source: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Load a config by built-in name (`quick`, `rvq`, ...) or YAML path, then apply `key=value` overrides."""
+    path = resolve_config_path(source or DEFAULT_CONFIG)
+    document = _read_layered(path, seen=())
+    document.setdefault("name", path.stem)
+    for override in overrides:
+        _apply_override(document, override)
+    return config_from_dict(document)
+
+
+def config_from_dict(document: Mapping[str, Any]) -> Config:
+    return _build(Config, document, "")
+
+
+def resolve_config_path(source: str | Path) -> Path:
+    path = Path(source)
+    if path.is_file():
+        return path
+    builtin = _builtin_dir() / f"{source}.yaml"
+    if path.suffix == "" and builtin.is_file():
+        return builtin
+    names = ", ".join(sorted(builtin_config_names()))
+    raise ConfigError(f"config '{source}' is neither a YAML file nor a built-in config ({names})")
+
+
+def builtin_config_names() -> list[str]:
+    return [p.stem for p in _builtin_dir().glob("*.yaml") if p.stem != "base"]
+
+
+def _builtin_dir() -> Path:
+    return Path(str(importlib.resources.files("foley.configs")))
+
+
+def _read_layered(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
+    path = path.resolve()
+    if path in seen:
+        raise ConfigError(f"config '{path}' includes itself (through {' -> '.join(map(str, seen))})")
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config '{path}' is not valid YAML: {str(err).splitlines()[0]}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"config '{path}' cannot be read: {err}") from None
+    if document is None:
+        document = {}
+    if not isinstance(document, dict):
+        raise ConfigError(f"config '{path}' must be a YAML mapping of keys, not {type(document).__name__}")
+    includes = document.pop("include", [])
+    merged: dict[str, Any] = {}
+    for include in [includes] if isinstance(includes, str) else includes:
+        if not isinstance(include, str):
+            raise ConfigError(f"config '{path}': 'include' takes file names, got {include!r}")
+        target = path.parent / include
+        if not target.is_file():
+            target = resolve_config_path(Path(include).stem)
+        _deep_merge(merged, _read_layered(target, seen + (path,)))
+    _deep_merge(merged, document)
+    return merged
+
+
+def _deep_merge(base: dict[str, Any], update: Mapping[str, Any]) -> None:
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            _deep_merge(base[key], value)
+        else:
+            base[key] = value
+
+
+def _apply_override(document: dict[str, Any], override: str) -> None:
+    key, sep, text = override.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override '{override}' must look like key.path=value (e.g. prior.channel=128)")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise ConfigError(f"override '{override}': the value is not valid YAML") from None
+    parts = key.strip().split(".")
+    node = document
+    for depth, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override '{override}': '{'.'.join(parts[:depth + 1])}' is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def _build(cls: type, data: Any, path: str) -> Any:
+    label = path or "the top level"
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"config key '{label}' must be a mapping, got {data!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    for key in data:
+        if key not in fields:
+            near = difflib.get_close_matches(str(key), list(fields), n=1)
+            hint = f"; did you mean '{_join(path, near[0])}'?" if near else f"; valid keys: {', '.join(fields)}"
+            raise ConfigError(f"unknown config key '{_join(path, str(key))}'{hint}")
+    values = {}
+    for name in fields:
+        if name not in data:
+            raise ConfigError(
+                f"config key '{_join(path, name)}' is missing; add it or include a built-in config (e.g. base.yaml)"
+            )
+        values[name] = _convert(hints[name], data[name], _join(path, name))
+    obj = cls(**values)
+    obj.check(path)
+    return obj
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _convert(hint: Any, value: Any, path: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, path)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(inner[0], value, path)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key '{path}' must be a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(args[0], v, f"{path}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"config key '{path}' must have {len(args)} entries, got {list(value)!r}")
+        return tuple(_convert(a, v, f"{path}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key '{path}' must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"config key '{path}' must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, str):  # YAML reads 3e-4 (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(f"config key '{path}' must be a finite number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"config key '{path}' must be a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config type {hint!r} at {path}")
+
+
+def to_plain(obj: Any) -> Any:
+    """A config (or section) as plain dicts and lists, ready for YAML or JSON."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_plain(v) for v in obj]
+    return obj
+
+
+def dump_config(config: Config) -> str:
+    return yaml.safe_dump(to_plain(config), sort_keys=False)
