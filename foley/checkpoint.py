@@ -61,15 +61,14 @@ def load_checkpoint(path: str | Path, kind: str | None = None) -> dict[str, Any]
     return payload
 
 
+def checkpoint_header(kind: str, model_config: dict[str, Any]) -> dict[str, Any]:
+    """The keys every foley checkpoint starts with."""
+    return {"format": FORMAT, "version": FORMAT_VERSION, "kind": kind, "model_config": model_config}
+
+
 def model_payload(kind: str, model_config: dict[str, Any], model: torch.nn.Module, **extra: Any) -> dict[str, Any]:
-    return {
-        "format": FORMAT,
-        "version": FORMAT_VERSION,
-        "kind": kind,
-        "model_config": model_config,
-        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        **extra,
-    }
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    return {**checkpoint_header(kind, model_config), "model": state, **extra}
 
 
 def rng_state() -> dict[str, Any]:

@@ -356,6 +356,11 @@ def config_from_dict(document: Mapping[str, Any]) -> Config:
     return _build(Config, document, "")
 
 
+def section_from_dict(cls: type, data: Mapping[str, Any], path: str) -> Any:
+    """One validated config section (e.g. AutoencoderConfig) from plain data, as stored in checkpoints."""
+    return _build(cls, data, path)
+
+
 def resolve_config_path(source: str | Path) -> Path:
     path = Path(source)
     if path.is_file():

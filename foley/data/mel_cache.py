@@ -1,0 +1,105 @@
+"""Read every clip once through the audio policy and store all log-mels in one .npy array.
+
+Clips that cannot be used are rejected with their reason, never allowed to stop the whole set;
+conversions (channels, rate, length) are recorded per clip.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from foley import shapes
+from foley.audio import log_mel, read_clip
+from foley.config import AudioConfig, MelConfig
+from foley.data.layout import Entry
+from foley.errors import AudioError
+
+READ_CHUNK = 256
+
+
+@dataclass(frozen=True)
+class Prepared:
+    entry: Entry
+    row: int  # row of its mel in the cache
+    conversions: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Rejected:
+    entry: Entry
+    reason: str
+
+
+def build_mel_cache(
+    entries: Sequence[Entry],
+    audio: AudioConfig,
+    mel: MelConfig,
+    out_path: Path,
+    device: torch.device,
+    batch_size: int = 64,
+    progress: bool = True,
+) -> tuple[list[Prepared], list[Rejected]]:
+    """Write mels (N_accepted, n_mels, frames) float32 to out_path atomically."""
+    frames = shapes.mel_frames(audio.clip_samples, mel.n_fft, mel.hop_length)
+    tmp = out_path.with_name(f".{out_path.name}.tmp")
+    store = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(max(1, len(entries)), mel.n_mels, frames))
+    prepared: list[Prepared] = []
+    rejected: list[Rejected] = []
+    pending: list[np.ndarray] = []
+
+    def flush() -> None:
+        if pending:
+            batch = torch.from_numpy(np.stack(pending)).to(device)
+            first = len(prepared) - len(pending)
+            store[first : len(prepared)] = log_mel(batch, mel, audio.sample_rate).cpu().numpy()
+            pending.clear()
+
+    for entry, outcome in tqdm(_read_all(entries, audio), total=len(entries), desc="prepare", disable=not progress):
+        if isinstance(outcome, str):
+            rejected.append(Rejected(entry, outcome))
+            continue
+        prepared.append(Prepared(entry, len(prepared), outcome.conversions))
+        pending.append(outcome.audio)
+        if len(pending) == batch_size:
+            flush()
+    flush()
+    store.flush()
+    del store
+    _finalise(tmp, out_path, len(prepared))
+    return prepared, rejected
+
+
+def _read_all(entries: Sequence[Entry], audio: AudioConfig) -> Iterator[tuple[Entry, object]]:
+    def read(entry: Entry):
+        try:
+            return entry, read_clip(entry.path, audio.sample_rate, audio.clip_samples)
+        except AudioError as err:
+            return entry, str(err)
+
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        for first in range(0, len(entries), READ_CHUNK):  # bounded read-ahead
+            yield from pool.map(read, entries[first : first + READ_CHUNK])
+
+
+def _finalise(tmp: Path, out_path: Path, rows: int) -> None:
+    """Rename the temporary array into place, first trimming rows left empty by rejected clips."""
+    full = np.load(tmp, mmap_mode="r")
+    if rows < full.shape[0]:
+        trimmed_tmp = tmp.with_name(tmp.name + ".trim")
+        trimmed = np.lib.format.open_memmap(trimmed_tmp, mode="w+", dtype=full.dtype, shape=(rows, *full.shape[1:]))
+        for first in range(0, rows, 256):
+            trimmed[first : first + 256] = full[first : first + 256]
+        trimmed.flush()
+        del trimmed, full
+        os.replace(trimmed_tmp, tmp)
+    else:
+        del full
+    os.replace(tmp, out_path)

@@ -1,0 +1,162 @@
+"""The one training loop: epochs of reproducible batches, checkpoints, resume, metrics.
+
+A trainer is described by a `Task`: it owns its modules and optimisers, performs one training
+step on a batch and returns named losses, and says what to log at the end of an epoch. The loop
+owns everything else: the batch order (a permutation drawn from (seed, epoch), so a resumed run
+sees the same batches), atomic checkpoints (every `checkpoint_every` steps and at each epoch's
+end), resuming from the last checkpoint, RNG state, non-finite loss detection, a progress bar,
+and `metrics.csv` (one row per epoch).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Protocol
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm import tqdm
+
+from foley.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from foley.config import TrainConfig
+from foley.errors import RunError
+
+log = logging.getLogger(__name__)
+
+
+class Task(Protocol):
+    def train_step(self, batch: Any) -> dict[str, float]:
+        """One optimisation step on a batch; returns named losses (floats)."""
+
+    def end_epoch(self, epoch: int) -> dict[str, float]:
+        """Called after each epoch: scheduler steps, validation, extra metrics to log."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Modules, optimisers and anything else a resumed run needs (tensors and plain types)."""
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+@dataclass(frozen=True)
+class LoopPlan:
+    """What one call of `fit` does and where it keeps its state."""
+
+    train: TrainConfig
+    seed: int
+    checkpoint_path: Path
+    metrics_path: Path
+    checkpoint_header: dict[str, Any]  # format/kind/model_config written into every checkpoint
+    name: str = "train"
+    progress: bool = True
+
+
+class EpochBatches(Sampler[list[int]]):
+    """The batches of one epoch: a permutation drawn from (seed, epoch), from batch `start` on."""
+
+    def __init__(self, size: int, batch_size: int, seed: int, epoch: int, start: int = 0):
+        self.size, self.batch_size, self.start = size, batch_size, start
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+        self.order = torch.randperm(size, generator=generator).tolist()
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for first in range(self.start * self.batch_size, self.size, self.batch_size):
+            yield self.order[first : first + self.batch_size]
+
+    def __len__(self) -> int:
+        return batches_per_epoch(self.size, self.batch_size) - self.start
+
+
+def batches_per_epoch(size: int, batch_size: int) -> int:
+    return math.ceil(size / batch_size)
+
+
+def fit(task: Task, dataset: Dataset, plan: LoopPlan, collate: Callable | None = None) -> dict[str, float]:
+    """Train until plan.train.epochs are done, resuming from plan.checkpoint_path when it exists."""
+    size = len(dataset)  # type: ignore[arg-type]
+    if size == 0:
+        raise RunError(f"{plan.name}: no training examples")
+    per_epoch = batches_per_epoch(size, plan.train.batch_size)
+    epoch, batch_index, step = _resume(task, plan)
+    if step == 0:
+        torch.manual_seed(plan.seed)
+    summary: dict[str, float] = {}
+    while epoch < plan.train.epochs:
+        sampler = EpochBatches(size, plan.train.batch_size, plan.seed, epoch, batch_index)
+        # Its own generator, so creating the loader (worker seeds) leaves the global RNG alone.
+        loader = DataLoader(
+            dataset, batch_sampler=sampler, num_workers=plan.train.num_workers, collate_fn=collate,
+            generator=torch.Generator().manual_seed(plan.seed + epoch),
+        )
+        sums: dict[str, float] = {}
+        bar = tqdm(loader, desc=f"{plan.name} epoch {epoch + 1}/{plan.train.epochs}", leave=False, disable=not plan.progress)
+        for batch in bar:
+            losses = task.train_step(batch)
+            _check_finite(losses, step, plan)
+            step += 1
+            batch_index += 1
+            for key, value in losses.items():
+                sums[key] = sums.get(key, 0.0) + value
+            bar.set_postfix({k: f"{v:.4g}" for k, v in list(losses.items())[:3]})
+            if plan.train.checkpoint_every and step % plan.train.checkpoint_every == 0 and batch_index < per_epoch:
+                _save(task, plan, epoch, batch_index, step)
+        count = max(1, batch_index - sampler.start)
+        summary = {key: value / count for key, value in sums.items()}
+        summary.update(task.end_epoch(epoch))
+        epoch, batch_index = epoch + 1, 0
+        _append_metrics(plan.metrics_path, {"epoch": epoch, "step": step, **summary})
+        log.info("%s epoch %d/%d: %s", plan.name, epoch, plan.train.epochs, _format(summary))
+        _save(task, plan, epoch, batch_index, step)
+    return summary
+
+
+def _resume(task: Task, plan: LoopPlan) -> tuple[int, int, int]:
+    if not plan.checkpoint_path.exists():
+        return 0, 0, 0
+    state = load_checkpoint(plan.checkpoint_path)
+    task.load_state_dict(state["task"])
+    set_rng_state(state["rng"])
+    log.info(
+        "%s: resuming from %s (epoch %d, step %d)",
+        plan.name, plan.checkpoint_path, state["epoch"] + 1, state["step"],
+    )
+    return state["epoch"], state["batch_in_epoch"], state["step"]
+
+
+def _save(task: Task, plan: LoopPlan, epoch: int, batch_index: int, step: int) -> None:
+    payload = {
+        **plan.checkpoint_header,
+        "task": task.state_dict(),
+        "epoch": epoch,
+        "batch_in_epoch": batch_index,
+        "step": step,
+        "rng": rng_state(),
+    }
+    save_checkpoint(plan.checkpoint_path, payload)
+
+
+def _check_finite(losses: dict[str, float], step: int, plan: LoopPlan) -> None:
+    bad = [key for key, value in losses.items() if not math.isfinite(value)]
+    if bad:
+        last = plan.checkpoint_path if plan.checkpoint_path.exists() else "none yet"
+        raise RunError(
+            f"{plan.name}: non-finite {', '.join(bad)} at step {step + 1}; last good checkpoint: {last}. "
+            "Lower the learning rate or check the data, then run again to resume."
+        )
+
+
+def _append_metrics(path: Path, row: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    existing = path.exists() and path.stat().st_size > 0
+    with open(path, "a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(row))
+        if not existing:
+            writer.writeheader()
+        writer.writerow({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in row.items()})
+
+
+def _format(metrics: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())

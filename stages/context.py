@@ -1,0 +1,54 @@
+"""What every stage gets from the runner, and the tables stages hand to each other."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from foley.errors import RunError
+
+
+@dataclass(frozen=True)
+class StageContext:
+    run_dir: Path
+    device: torch.device
+    progress: bool = True
+
+    def dir(self, stage: str) -> Path:
+        return self.run_dir / stage
+
+
+INDEX_FIELDS = ("row", "path", "class_id", "class_name", "split", "conversions")
+
+
+def write_csv(path: Path, fields: tuple[str, ...], rows: list[dict]) -> None:
+    """Write a CSV atomically (temporary file + rename)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(fields))
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        raise RunError(f"'{path}' is missing; run the stage that writes it first (foley run)")
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def read_index(ctx: StageContext) -> list[dict[str, str]]:
+    """prepare's index.csv: one row per usable clip, with its mel row, class and split."""
+    return read_csv(ctx.dir("prepare") / "index.csv")
+
+
+def save_npy(path: Path, array: np.ndarray) -> None:
+    """np.save atomically (temporary file + rename)."""
+    tmp = path.with_name(f".{path.name}.tmp.npy")
+    np.save(tmp, array)
+    tmp.replace(path)

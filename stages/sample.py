@@ -1,0 +1,73 @@
+"""sample: sample.per_class clips per class -> samples/<class>/0001.wav (16-bit, mono, clip length).
+
+Also keeps the stacked code maps (codes.npy) and decoded mels (mels.npy) of every clip, in the
+order class 0 clip 1, class 0 clip 2, ...
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from foley.audio import write_wav
+from foley.config import Config
+from foley.generation import Generated, generate
+from foley.models.autoencoder import Autoencoder
+from foley.models.builders import load_autoencoder, load_prior
+from foley.vocoders import Vocoder, build_vocoder
+from stages.context import StageContext, save_npy
+
+NAME = "sample"
+SECTIONS = ("sample", "vocoder", "seed")
+UPSTREAM = ("train_vqvae", "train_prior")
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Generator:
+    prior: torch.nn.Module
+    autoencoder: Autoencoder
+    vocoder: Vocoder
+
+
+def load_generator(config: Config, run_dir: Path, device: torch.device) -> Generator:
+    """A finished run's prior and autoencoder plus the configured vocoder, on `device`."""
+    prior, _ = load_prior(run_dir / "train_prior" / "prior.pt")
+    autoencoder, _ = load_autoencoder(run_dir / "train_vqvae" / "vqvae.pt")
+    return Generator(prior.to(device), autoencoder.to(device), build_vocoder(config))
+
+
+def generate_for(config: Config, generator: Generator, class_ids: list[int], indices: list[int],
+                 seed: int, progress: bool) -> Generated:
+    return generate(
+        generator.prior, generator.autoencoder, generator.vocoder, class_ids, indices, seed,
+        config.sample, config.codes.stack, config.audio.clip_samples, progress=progress,
+    )
+
+
+def write_clips(folder: Path, indices: list[int], audio: np.ndarray, sample_rate: int) -> list[Path]:
+    """Clip index i (0-based) -> folder/{i+1:04d}.wav."""
+    paths = [folder / f"{i + 1:04d}.wav" for i in indices]
+    for path, clip in zip(paths, audio):
+        write_wav(path, clip, sample_rate)
+    return paths
+
+
+def run(config: Config, ctx: StageContext) -> dict:
+    out = ctx.dir(NAME)
+    generator = load_generator(config, ctx.run_dir, ctx.device)
+    per_class = config.sample.per_class
+    class_ids = [c for c in range(config.class_count) for _ in range(per_class)]
+    indices = [i for _ in range(config.class_count) for i in range(per_class)]
+    result = generate_for(config, generator, class_ids, indices, config.seed, ctx.progress)
+    for class_id, name in enumerate(config.data.eval_class_names):
+        chunk = slice(class_id * per_class, (class_id + 1) * per_class)
+        write_clips(out / "samples" / name, list(range(per_class)), result.audio[chunk], config.audio.sample_rate)
+    save_npy(out / "codes.npy", result.codes)
+    save_npy(out / "mels.npy", result.mels.astype(np.float32))
+    log.info("sample: wrote %d clips per class to %s", per_class, out / "samples")
+    return {"per_class": per_class, "vocoder": generator.vocoder.name, "sampler": "reference"}

@@ -1,0 +1,122 @@
+import re
+
+import pytest
+import torch
+
+from foley.config import load_config
+from foley.models.autoencoder import Autoencoder, ResBlock, autoencoder_loss
+from foley.models.builders import build_autoencoder
+from foley.models.quantize import ResidualQuantizer
+
+PAPER_CONFIGS = ["dcase_baseline", "rvq", "rvq_stride42", "rvq_stride24"]
+
+
+def _branch(kernel):  # the baseline's encoder branch at stride 4 = (2,2),(2,2): (key suffix, shape)
+    return [
+        ("0.weight", (64, 1, kernel, kernel)), ("0.bias", (64,)),
+        ("2.weight", (128, 64, kernel, kernel)), ("2.bias", (128,)),
+        ("4.weight", (128, 128, 3, 3)), ("4.bias", (128,)),
+    ] + [
+        item
+        for block in (5, 6)
+        for item in [
+            (f"{block}.conv.1.weight", (32, 128, 3, 3)), (f"{block}.conv.1.bias", (32,)),
+            (f"{block}.conv.3.weight", (128, 32, 1, 1)), (f"{block}.conv.3.bias", (128,)),
+        ]
+    ]
+
+
+# The DCASE baseline VQVAE() state dict, in order (read off its vqvae.py).
+BASELINE_LAYOUT = (
+    [(f"enc_b.blocks_{i + 1}.{k}", s) for i, kernel in enumerate((4, 2, 6, 8)) for k, s in _branch(kernel)]
+    + [("quantize_conv_b.weight", (64, 128, 1, 1)), ("quantize_conv_b.bias", (64,))]
+    + [("quantize_b.embed", (64, 512)), ("quantize_b.cluster_size", (512,)), ("quantize_b.embed_avg", (64, 512))]
+    + [("dec.blocks.0.weight", (128, 64, 3, 3)), ("dec.blocks.0.bias", (128,))]
+    + [
+        item
+        for block in (1, 2)
+        for item in [
+            (f"dec.blocks.{block}.conv.1.weight", (32, 128, 3, 3)), (f"dec.blocks.{block}.conv.1.bias", (32,)),
+            (f"dec.blocks.{block}.conv.3.weight", (128, 32, 1, 1)), (f"dec.blocks.{block}.conv.3.bias", (128,)),
+        ]
+    ]
+    + [("dec.blocks.4.weight", (128, 64, 4, 4)), ("dec.blocks.4.bias", (64,))]
+    + [("dec.blocks.6.weight", (64, 1, 4, 4)), ("dec.blocks.6.bias", (1,))]
+)
+
+
+def baseline_name_to_ours(name: str) -> str:
+    name = re.sub(r"enc_b\.blocks_(\d)", lambda m: f"encoder.branches.{int(m.group(1)) - 1}", name)
+    return (
+        name.replace("quantize_conv_b", "pre_quantize")
+        .replace("quantize_b.", "quantizer.levels.0.")
+        .replace("dec.blocks", "decoder.blocks")
+    )
+
+
+def test_baseline_config_has_exactly_the_baselines_layers():
+    config = load_config("dcase_baseline")
+    model = build_autoencoder(config.autoencoder, (80, 344))
+    ours = [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
+    assert ours == [(baseline_name_to_ours(k), s) for k, s in BASELINE_LAYOUT]
+    assert sum(p.numel() for p in model.parameters()) == 2_207_297
+
+
+@pytest.mark.parametrize("name", PAPER_CONFIGS)
+def test_one_full_size_training_step(name):
+    config = load_config(name)
+    torch.manual_seed(0)
+    model = build_autoencoder(config.autoencoder, (80, 344))
+    mel = torch.randn(1, 80, 344) - 5
+    result = model.encode(mel)
+    assert tuple(result.codes.shape[2:]) == config.latent_shape == model.latent_shape
+    assert result.codes.shape[1] == config.autoencoder.quantizer.levels
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-4)
+    losses, codes = autoencoder_loss(model, mel, config.autoencoder.quantizer.commitment)
+    losses["loss"].backward()
+    optimizer.step()
+    assert torch.isfinite(losses["loss"])
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+@pytest.mark.parametrize("strides", [[(2, 2)], [(2, 4), (2, 4)], [(4, 1), (1, 4)], [(8, 8)], [(1, 2), (2, 1), (2, 2)]])
+def test_any_power_of_two_strides_give_input_sized_output(strides):
+    model = Autoencoder((80, 344), strides, ResidualQuantizer(8, 2, 16), channel=16, n_res_block=1, n_res_channel=4)
+    mel = torch.randn(2, 80, 344)
+    recon, result = model(mel)
+    assert recon.shape == mel.shape
+    sf = torch.tensor([s[0] for s in strides]).prod().item()
+    st = torch.tensor([s[1] for s in strides]).prod().item()
+    assert tuple(result.codes.shape[2:]) == (-(-80 // sf), -(-344 // st))
+
+
+def test_each_strided_branch_conv_outputs_input_over_stride():
+    model = Autoencoder((80, 344), [(2, 4), (4, 2)], ResidualQuantizer(8, 1, 16), channel=16, n_res_block=0)
+    x = torch.randn(1, 1, 80, 352)
+    for branch in model.encoder.branches:
+        h = branch[1](branch[0](x))
+        assert h.shape[2:] == (40, 88)
+        assert branch[2](h).shape[2:] == (10, 44)
+
+
+def test_decoding_codes_reproduces_the_forward_pass():
+    torch.manual_seed(1)
+    model = Autoencoder((80, 344), [(2, 4), (2, 4)], ResidualQuantizer(8, 3, 16), channel=16).eval()
+    mel = torch.randn(2, 80, 344)
+    recon, result = model(mel)
+    torch.testing.assert_close(model.decode_codes(result.codes), recon, atol=1e-5, rtol=1e-5)
+
+
+def test_resblock_skip_carries_relu_of_its_input_as_the_baseline():
+    torch.manual_seed(2)
+    block = ResBlock(4, 2)
+    x = torch.randn(1, 4, 5, 5)
+    conv1, conv2 = block.conv[1], block.conv[3]
+    expected = torch.relu(x) + conv2(torch.relu(conv1(torch.relu(x))))
+    torch.testing.assert_close(block(x), expected)
+
+
+def test_wrong_input_shape_is_named():
+    model = Autoencoder((80, 344), [(2, 2)], ResidualQuantizer(8, 1, 16), channel=8)
+    with pytest.raises(ValueError, match=r"expected mels \(batch, 80, 344\), got \(1, 80, 100\)"):
+        model(torch.randn(1, 80, 100))

@@ -1,0 +1,98 @@
+import subprocess
+import sys
+import time
+
+import pytest
+
+from foley.config import builtin_config_names, load_config
+from foley.errors import ConfigError
+
+# DESIGN.md's table: (config, latent per level, levels, stacked prior map)
+PAPER_CONFIGS = [
+    ("dcase_baseline", (20, 86), 1, (20, 86)),
+    ("rvq", (10, 43), 4, (40, 43)),
+    ("rvq_stride42", (5, 86), 4, (20, 86)),
+    ("rvq_stride24", (20, 22), 4, (80, 22)),
+]
+
+
+@pytest.mark.parametrize("name, latent, levels, stacked", PAPER_CONFIGS)
+def test_paper_config_shapes(name, latent, levels, stacked):
+    config = load_config(name)
+    assert config.latent_shape == latent
+    assert config.autoencoder.quantizer.levels == levels
+    assert config.map_shape == stacked
+
+
+def test_every_builtin_config_loads():
+    names = builtin_config_names()
+    assert {"quick", "dcase_baseline", "rvq", "rvq_stride42", "rvq_stride24"} <= set(names)
+    for name in names:
+        load_config(name)
+
+
+def test_default_is_quick():
+    assert load_config().name == "quick"
+
+
+def test_overrides_and_numbers_written_without_a_dot(tmp_path):
+    config = load_config("quick", ["prior.channel=128", "autoencoder.train.lr=3e-4", "data.root=/x"])
+    assert config.prior.channel == 128 and config.autoencoder.train.lr == 3e-4 and config.data.root == "/x"
+
+
+def test_layered_files(tmp_path):
+    (tmp_path / "mine.yaml").write_text("include: rvq_stride42\nprior:\n  channel: 32\n")
+    config = load_config(tmp_path / "mine.yaml")
+    assert config.name == "mine" and config.prior.channel == 32 and config.autoencoder.strides == ((4, 2), (4, 2))
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["prior.chanel=3"], "unknown config key 'prior.chanel'; did you mean 'prior.channel'"),
+        (["autoencoder.strides=[[3, 2], [2, 2]]"], "power of two"),
+        (["autoencoder.quantizer.levels=0"], "'autoencoder.quantizer.levels' must be at least 1"),
+        (["autoencoder.quantizer.levels=2"], "must be 1 for type vq"),
+        (["autoencoder.quantizer.type=pq"], "must be one of vq, rvq"),
+        (["autoencoder.strides=[[1, 1]]", "prior.train.batch_size=64"], "attention needs"),
+        (["prior.dropout=1.5"], "prior.dropout"),
+        (["sample.temperature=0"], "sample.temperature"),
+        (["prior.attention=yes please"], "must be true or false"),
+        (["codes.stack=diagonal"], "freq, interleave"),
+        (["data.eval_class_names=[a, b]"], "one name per class"),
+        (["mel.fmax=20000"], "Nyquist"),
+        (["device=tpu"], "auto, cpu, cuda"),
+        (["noequals"], "key.path=value"),
+    ],
+)
+def test_bad_values_fail_with_the_key_named(overrides, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")):
+        load_config("dcase_baseline", overrides)
+
+
+def test_missing_key_and_bad_documents(tmp_path):
+    (tmp_path / "partial.yaml").write_text("seed: 1\n")
+    with pytest.raises(ConfigError, match="'device' is missing"):
+        load_config(tmp_path / "partial.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(tmp_path / "list.yaml")
+    (tmp_path / "loop.yaml").write_text("include: loop.yaml\n")
+    with pytest.raises(ConfigError, match="includes itself"):
+        load_config(tmp_path / "loop.yaml")
+    with pytest.raises(ConfigError, match="neither a YAML file nor a built-in config"):
+        load_config("no_such_config")
+
+
+def test_cli_unknown_key_fails_fast_with_one_line(tmp_path):
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "foley", "run", "--out", str(tmp_path / "r"), "--set", "prior.chanel=3"],
+        capture_output=True, text=True,
+    )
+    assert time.perf_counter() - start < 1.0  # checked before torch is imported
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "foley: error: unknown config key 'prior.chanel'; did you mean 'prior.channel'?"
+    ]
+    assert not (tmp_path / "r").exists()

@@ -1,0 +1,91 @@
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+
+from foley.checkpoint import load_checkpoint
+from foley.config import TrainConfig
+from foley.errors import RunError
+from foley.training import EpochBatches, LoopPlan, fit
+
+
+class LinearTask:
+    """A tiny regression model with dropout, so the RNG state matters."""
+
+    def __init__(self, fail_at: int | None = None, poison_at: int | None = None):
+        torch.manual_seed(123)
+        self.model = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Dropout(0.3), torch.nn.Linear(8, 1))
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-2)
+        self.steps, self.fail_at, self.poison_at = 0, fail_at, poison_at
+
+    def train_step(self, batch):
+        if self.steps == self.fail_at:
+            raise KeyboardInterrupt
+        x, y = batch
+        loss = ((self.model(x) - y) ** 2).mean()
+        if self.steps == self.poison_at:
+            loss = loss * float("nan")
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        self.steps += 1
+        return {"loss": float(loss.detach())}
+
+    def end_epoch(self, epoch):
+        return {"lr": self.optimizer.param_groups[0]["lr"]}
+
+    def state_dict(self):
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state):
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
+def _data():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(37, 3, generator=g)
+    return TensorDataset(x, x.sum(1, keepdim=True))
+
+
+def _plan(tmp_path, epochs=3, every=0):
+    return LoopPlan(
+        train=TrainConfig(epochs=epochs, batch_size=5, lr=1e-2, checkpoint_every=every, num_workers=0),
+        seed=7, checkpoint_path=tmp_path / "checkpoint.pt", metrics_path=tmp_path / "metrics.csv",
+        checkpoint_header={"format": "foley-checkpoint", "version": 1, "kind": "test", "model_config": {}},
+        progress=False,
+    )
+
+
+def test_epoch_batches_are_a_reproducible_permutation():
+    a = list(EpochBatches(23, 5, seed=1, epoch=2))
+    assert sorted(i for batch in a for i in batch) == list(range(23))
+    assert a == list(EpochBatches(23, 5, seed=1, epoch=2))
+    assert a != list(EpochBatches(23, 5, seed=1, epoch=3))
+    assert list(EpochBatches(23, 5, seed=1, epoch=2, start=3)) == a[3:]
+
+
+@pytest.mark.parametrize("every, stop_after", [(0, 8), (3, 10), (3, 14)])
+def test_resumed_training_reaches_the_same_weights(tmp_path, every, stop_after):
+    whole = LinearTask()
+    fit(whole, _data(), _plan(tmp_path / "whole", every=every))
+
+    interrupted = LinearTask(fail_at=stop_after)
+    with pytest.raises(KeyboardInterrupt):
+        fit(interrupted, _data(), _plan(tmp_path / "split", every=every))
+    resumed = LinearTask()
+    fit(resumed, _data(), _plan(tmp_path / "split", every=every))
+    for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    state = load_checkpoint(tmp_path / "split" / "checkpoint.pt", kind="test")
+    assert state["epoch"] == 3 and state["step"] == 24
+
+
+def test_metrics_csv_has_a_row_per_epoch(tmp_path):
+    fit(LinearTask(), _data(), _plan(tmp_path))
+    lines = (tmp_path / "metrics.csv").read_text().splitlines()
+    assert lines[0] == "epoch,step,loss,lr" and len(lines) == 4
+
+
+def test_non_finite_loss_stops_naming_the_step_and_checkpoint(tmp_path):
+    with pytest.raises(RunError, match=r"non-finite loss at step 10; last good checkpoint: .*checkpoint.pt"):
+        fit(LinearTask(poison_at=9), _data(), _plan(tmp_path))
