@@ -119,6 +119,7 @@ def _resume(task: Task, plan: LoopPlan) -> tuple[int, int, int]:
     state = load_checkpoint(plan.checkpoint_path)
     task.load_state_dict(state["task"])
     set_rng_state(state["rng"])
+    _drop_metrics_after(plan.metrics_path, state["epoch"])
     log.info(
         "%s: resuming from %s (epoch %d, step %d)",
         plan.name, plan.checkpoint_path, state["epoch"] + 1, state["step"],
@@ -146,6 +147,22 @@ def _check_finite(losses: dict[str, float], step: int, plan: LoopPlan) -> None:
             f"{plan.name}: non-finite {', '.join(bad)} at step {step + 1}; last good checkpoint: {last}. "
             "Lower the learning rate or check the data, then run again to resume."
         )
+
+
+def _drop_metrics_after(path: Path, epoch: int) -> None:
+    """Forget metric rows of epochs the checkpoint does not include (a kill after logging them)."""
+    if not path.exists():
+        return
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    kept = [row for row in rows if int(row["epoch"]) <= epoch]
+    if len(kept) < len(rows):
+        tmp = path.with_name(f".{path.name}.tmp")
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(kept)
+        tmp.replace(path)
 
 
 def _append_metrics(path: Path, row: dict[str, Any]) -> None:

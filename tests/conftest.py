@@ -1,0 +1,32 @@
+import pytest
+
+# A pipeline small enough for a test: every stage runs, on a tiny synthetic set, in seconds.
+TOY = [
+    "data.synthetic.train_per_class=4",
+    "data.synthetic.reference_per_class=3",
+    "data.val_fraction=0.25",
+    "autoencoder.channel=8",
+    "autoencoder.n_res_block=1",
+    "autoencoder.n_res_channel=4",
+    "autoencoder.embed_dim=8",
+    "autoencoder.quantizer.codebook_size=16",
+    "autoencoder.train.epochs=2",
+    "autoencoder.train.batch_size=8",
+    "prior.channel=16",
+    "prior.res_channel=16",
+    "prior.n_block=1",
+    "prior.n_res_block=1",
+    "prior.n_head=2",
+    "prior.label_hidden=8",
+    "prior.train.epochs=2",
+    "prior.train.batch_size=8",
+    "sample.per_class=2",
+    "sample.batch_size=7",
+    "vocoder.griffinlim.n_iter=2",
+    "evaluate.batch_size=8",
+]
+
+
+@pytest.fixture
+def toy_overrides():
+    return list(TOY)

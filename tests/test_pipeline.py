@@ -1,0 +1,143 @@
+"""The whole pipeline at toy size through the `foley` command, in temporary folders."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from foley.data.synth import write_synthetic_set
+from foley.models.builders import load_autoencoder
+from stages import STAGE_NAMES
+from stages.cli import main
+
+CLASSES = ["dog_bark", "footstep", "gunshot", "keyboard", "moving_motor_vehicle", "rain", "sneeze_cough"]
+
+
+def foley(*args: str) -> int:
+    return main(["run", "--quiet", *args])
+
+
+def _sets(overrides):
+    return [item for o in overrides for item in ("--set", o)]
+
+
+def _manifest(run, stage):
+    return json.loads((run / stage / "manifest.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory):
+    from conftest import TOY
+
+    run = tmp_path_factory.mktemp("runs") / "toy"
+    assert foley("--out", str(run), *_sets(TOY)) == 0
+    return run
+
+
+def test_run_writes_samples_fad_report_and_manifests(toy_run):
+    for name in CLASSES:
+        files = sorted((toy_run / "sample" / "samples" / name).glob("*.wav"))
+        assert [f.name for f in files] == ["0001.wav", "0002.wav"]
+        info = sf.info(str(files[0]))
+        assert (info.samplerate, info.channels, info.frames, info.subtype) == (22050, 1, 88200, "PCM_16")
+    rows = list(csv.DictReader(open(toy_run / "evaluate" / "fad.csv")))
+    assert [r["class"] for r in rows] == CLASSES + ["mean"]
+    assert all(np.isfinite(float(r["fad"])) for r in rows)
+    assert rows[0]["embedder"] == "builtin-mfcc-v1" and rows[0]["n_generated"] == "2" and rows[0]["n_reference"] == "3"
+    assert abs(float(rows[-1]["fad"]) - np.mean([float(r["fad"]) for r in rows[:-1]])) < 1e-5
+    report = (toy_run / "evaluate" / "report.md").read_text()
+    assert "Generated class (rows) x reference class (columns)" in report and "builtin-mfcc-v1" in report
+    matrix = list(csv.reader(open(toy_run / "evaluate" / "fad_matrix.csv")))
+    assert len(matrix) == 8 and len(matrix[0]) == 8
+    for stage in STAGE_NAMES:
+        manifest = _manifest(toy_run, stage)
+        assert manifest["status"] == "complete" and manifest["outputs_hash"] and manifest["versions"]["torch"]
+    assert "resample_method" in _manifest(toy_run, "prepare")["details"]
+    assert (toy_run / "config.yaml").is_file() and not (toy_run / "train_prior" / "checkpoint.pt").exists()
+
+
+def test_second_run_skips_everything_and_a_changed_section_reruns_downstream(toy_run, tmp_path, caplog):
+    from conftest import TOY
+
+    before = {stage: _manifest(toy_run, stage)["finished"] for stage in STAGE_NAMES}
+    start = time.perf_counter()
+    assert foley("--out", str(toy_run), *_sets(TOY)) == 0
+    assert time.perf_counter() - start < 30
+    assert {stage: _manifest(toy_run, stage)["finished"] for stage in STAGE_NAMES} == before
+
+    assert foley("--out", str(toy_run), *_sets(TOY + ["sample.temperature=0.9"])) == 0
+    after = {stage: _manifest(toy_run, stage)["finished"] for stage in STAGE_NAMES}
+    assert [s for s in STAGE_NAMES if after[s] != before[s]] == ["sample", "evaluate"]
+    assert "config changed: sample" in caplog.text
+
+
+def test_generate_reproduces_the_runs_clips_and_never_overwrites(toy_run, tmp_path):
+    out = tmp_path / "gen"
+    assert main(["generate", str(toy_run), "--class", "gunshot", "-n", "2", "--out", str(out), "-q"]) == 0
+    for name in ("0001.wav", "0002.wav"):
+        assert (out / "gunshot" / name).read_bytes() == (toy_run / "sample" / "samples" / "gunshot" / name).read_bytes()
+    assert main(["generate", str(toy_run), "--class", "gunshot", "-n", "1", "--out", str(out), "-q"]) == 2
+    assert main(["generate", str(toy_run), "--class", "GunShot", "-n", "1", "--out", str(out), "--seed", "5", "--force", "-q"]) == 0
+    assert (out / "gunshot" / "0001.wav").read_bytes() != (out / "gunshot" / "0002.wav").read_bytes()
+    assert main(["generate", str(toy_run), "--class", "whale", "-n", "1", "-q"]) == 2
+
+
+def test_bad_files_are_listed_and_the_run_finishes(tmp_path, toy_overrides):
+    data = write_synthetic_set(tmp_path / "data", [c.title() for c in CLASSES], CLASSES, 2, 3, seed=3, progress=False)
+    folder = data.dev_dir / "DogBark"
+    (folder / "corrupt.wav").write_bytes(b"RIFF....WAVEfmt garbage" * 10)
+    (folder / "empty.wav").write_bytes(b"")
+    rng = np.random.default_rng(0)
+    sf.write(str(folder / "stereo44k.wav"), rng.uniform(-0.3, 0.3, (4 * 44100, 2)), 44100, subtype="PCM_16")
+    sf.write(str(folder / "one_second.wav"), rng.uniform(-0.3, 0.3, 22050), 22050, subtype="PCM_16")
+    sf.write(str(folder / "six_seconds.wav"), rng.uniform(-0.3, 0.3, 6 * 22050), 22050, subtype="PCM_16")
+    names = [f"data.class_names=[{', '.join(c.title() for c in CLASSES)}]", "data.max_rejected_fraction=0.2"]
+    run = tmp_path / "run"
+    assert foley("--out", str(run), "--data", str(data.dev_dir), "--reference", str(data.eval_dir), *_sets(toy_overrides + names)) == 0
+    rejected = {os.path.basename(r["path"]): r["reason"] for r in csv.DictReader(open(run / "prepare" / "rejected.csv"))}
+    assert set(rejected) == {"corrupt.wav", "empty.wav"} and all(r.startswith("unreadable") for r in rejected.values())
+    conversions = {os.path.basename(r["path"]): r["conversions"] for r in csv.DictReader(open(run / "prepare" / "index.csv"))}
+    assert "mono" in conversions["stereo44k.wav"] and "44100 -> 22050" in conversions["stereo44k.wav"]
+    assert conversions["one_second.wav"] == "zero-padded 22050 -> 88200 samples"
+    assert conversions["six_seconds.wav"] == "cropped 132300 -> 88200 samples"
+    assert (run / "evaluate" / "fad.csv").is_file()
+
+    too_strict = names[:1] + ["data.max_rejected_fraction=0.05"]
+    assert foley("--out", str(tmp_path / "strict"), "--data", str(data.dev_dir), *_sets(toy_overrides + too_strict)) == 2
+
+
+def test_missing_upstream_and_unknown_stage_are_clear(tmp_path, capsys):
+    assert foley("--out", str(tmp_path / "r"), "--stages", "train_prior") == 2
+    assert "train_prior needs the outputs of extract_codes" in capsys.readouterr().err
+    assert foley("--out", str(tmp_path / "r"), "--stages", "prepare,sampel") == 2
+    assert "unknown stage(s) sampel" in capsys.readouterr().err
+
+
+def test_killed_training_resumes_from_its_checkpoint(tmp_path, toy_overrides):
+    run = tmp_path / "run"
+    slow = toy_overrides + ["autoencoder.train.epochs=6", "autoencoder.train.checkpoint_every=1", "data.synthetic.train_per_class=8"]
+    args = [sys.executable, "-m", "foley", "run", "--quiet", "--out", str(run), "--stages", "prepare,train_vqvae", *_sets(slow)]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = run / "train_vqvae" / "checkpoint.pt"
+    deadline = time.time() + 120
+    while not (checkpoint.exists() and (run / "train_vqvae" / "metrics.csv").exists()) and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert checkpoint.exists(), "training never wrote a checkpoint"
+    assert not (run / "train_vqvae" / "vqvae.pt").exists()
+
+    resumed = subprocess.run(args[:4] + args[5:], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "train_vqvae: resuming" in resumed.stderr and "resuming from" in resumed.stderr
+    epochs = [int(r["epoch"]) for r in csv.DictReader(open(run / "train_vqvae" / "metrics.csv"))]
+    assert epochs == list(range(1, 7))
+    model, _ = load_autoencoder(run / "train_vqvae" / "vqvae.pt")
+    assert model.levels == 1
