@@ -17,7 +17,6 @@ by the SHA-256 of the clip's file bytes (or of an in-memory clip's samples and r
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import time
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from foley.atomic import save_npy_atomic
 from foley.errors import FoleyError
 from foley.fad_protocols import ClipArray, ClipSource, Protocol, clip_windows, read_samples
 
@@ -77,12 +77,7 @@ class EmbeddingCache:
         return np.load(path, allow_pickle=False) if path.is_file() else None
 
     def save(self, key: str, embeddings: np.ndarray) -> None:
-        path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as handle:
-            np.save(handle, embeddings.astype(np.float32), allow_pickle=False)
-        os.replace(tmp, path)
+        save_npy_atomic(self.path(key), embeddings.astype(np.float32))
 
 
 def _run_embedder(embedder: Embedder, windows: np.ndarray, batch_size: int, device: torch.device) -> np.ndarray:
