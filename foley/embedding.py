@@ -88,29 +88,35 @@ def _run_embedder(embedder: Embedder, windows: np.ndarray, batch_size: int, devi
     return np.concatenate(out)
 
 
+@dataclass(frozen=True)
+class EmbedOptions:
+    """How to run an embedder: windows per call, the device, the cache folder (None: no cache)."""
+
+    batch_size: int = 64
+    device: str = "cpu"
+    cache_dir: Path | None = None
+    progress: bool = False
+
+
 def embed_clips(
-    clips: Sequence[ClipSource],
-    embedder: Embedder,
-    protocol: Protocol,
-    batch_size: int = 64,
-    device: torch.device | str = "cpu",
-    cache_dir: str | Path | None = None,
-    progress: bool = False,
+    clips: Sequence[ClipSource], embedder: Embedder, protocol: Protocol, options: EmbedOptions = EmbedOptions()
 ) -> list[np.ndarray]:
     """Per-clip embeddings (windows, dim) float32, in the order of clips.
 
-    Windows of several clips are batched together (batch_size windows per embedder call) on device.
-    With cache_dir, clips embedded before under the same protocol and embedder are read back.
+    Windows of several clips are batched together (options.batch_size per embedder call) on
+    options.device. With a cache_dir, clips embedded before under the same protocol and embedder
+    are read back instead.
     """
     if embedder.sample_rate != protocol.sample_rate:
         raise FoleyError(
             f"embedder {embedder.name} takes {embedder.sample_rate} Hz windows but protocol "
             f"{protocol.name} makes {protocol.sample_rate} Hz windows"
         )
+    batch_size = options.batch_size
     if batch_size < 1:
         raise FoleyError(f"batch_size must be at least 1, got {batch_size}")
-    cache = EmbeddingCache.at(cache_dir, embedder, protocol) if cache_dir is not None else None
-    device = torch.device(device)
+    cache = EmbeddingCache.at(options.cache_dir, embedder, protocol) if options.cache_dir is not None else None
+    device = torch.device(options.device)
     results: list[np.ndarray | None] = [None] * len(clips)
     pending: list[tuple[int, str, np.ndarray]] = []
 
@@ -125,7 +131,7 @@ def embed_clips(
                 cache.save(key, part)
         pending.clear()
 
-    bar = tqdm(clips, desc=f"embed {embedder.name} / {protocol.name}", unit="clip", disable=not progress)
+    bar = tqdm(clips, desc=f"embed {embedder.name} / {protocol.name}", unit="clip", disable=not options.progress)
     for index, source in enumerate(bar):
         data = _source_bytes(source)
         key = content_key(source, data)

@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
 
 from foley.atomic import save_npz_atomic
-from foley.embedding import Embedder, content_keys, embed_clips
+from foley.embedding import EmbedOptions, Embedder, content_keys, embed_clips
 from foley.errors import DataError, FoleyError
 from foley.fad import GaussianStats, gaussian_stats
 from foley.fad_protocols import DCASE2023, ClipSource, Protocol, class_files, enforce_inputs
@@ -101,17 +100,15 @@ def clips_stats(
     clips: Sequence[ClipSource],
     embedder: Embedder,
     protocol: Protocol,
-    batch_size: int = 64,
-    device: torch.device | str = "cpu",
-    cache_dir: str | Path | None = None,
-    progress: bool = False,
+    options: EmbedOptions = EmbedOptions(),
 ) -> GaussianStats:
     """Statistics of all windows of the clips; cached by their content, the embedder and the protocol."""
+    cache_dir = options.cache_dir
     cached = _stats_cache_path(Path(cache_dir), content_keys(clips), embedder, protocol) if cache_dir else None
     if cached is not None and cached.is_file():
         with np.load(cached, allow_pickle=False) as data:
             return GaussianStats(data["mu"], data["sigma"], int(data["count"]))
-    embeddings = embed_clips(clips, embedder, protocol, batch_size, device, cache_dir, progress)
+    embeddings = embed_clips(clips, embedder, protocol, options)
     stats = gaussian_stats(np.concatenate(embeddings))
     if cached is not None:
         save_npz_atomic(cached, mu=stats.mu, sigma=stats.sigma, count=np.array(stats.count))
@@ -124,19 +121,13 @@ def reference_from_folder(
     embedder: Embedder,
     protocol: Protocol,
     relax_checks: bool = False,
-    batch_size: int = 64,
-    device: torch.device | str = "cpu",
-    cache_dir: str | Path | None = None,
-    progress: bool = False,
+    options: EmbedOptions = EmbedOptions(),
 ) -> ReferenceStats:
     """Statistics of root/<class>/*.wav per class; under dcase2023 the official input checks apply."""
     files = class_files(root, class_names)
     if protocol.official_checks:
         enforce_inputs(files, relax_checks)
-    stats = {
-        name: clips_stats(paths, embedder, protocol, batch_size, device, cache_dir, progress)
-        for name, paths in files.items()
-    }
+    stats = {name: clips_stats(paths, embedder, protocol, options) for name, paths in files.items()}
     return ReferenceStats(stats, protocol.name, embedder.name, f"clips in {root}")
 
 
@@ -146,14 +137,11 @@ def load_reference(
     embedder: Embedder | None = None,
     protocol: Protocol | None = None,
     relax_checks: bool = False,
-    batch_size: int = 64,
-    device: torch.device | str = "cpu",
-    cache_dir: str | Path | None = None,
-    progress: bool = False,
+    options: EmbedOptions = EmbedOptions(),
 ) -> ReferenceStats:
     """Reference statistics from an .npz, a folder of <class>/gt_embedding.pkl, or a folder of <class>/*.wav.
 
-    Clips need the embedder and protocol; the remaining options are those of embed_clips.
+    Clips need the embedder and protocol, and are embedded with options.
     """
     source = Path(source)
     if source.is_file():
@@ -164,6 +152,4 @@ def load_reference(
         return read_official_reference(source, class_names)
     if embedder is None or protocol is None:
         raise FoleyError(f"reference '{source}' holds clips: computing their statistics needs an embedder and a protocol")
-    return reference_from_folder(
-        source, class_names, embedder, protocol, relax_checks, batch_size, device, cache_dir, progress
-    )
+    return reference_from_folder(source, class_names, embedder, protocol, relax_checks, options)
