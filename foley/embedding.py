@@ -29,8 +29,8 @@ import torch
 from tqdm import tqdm
 
 from foley.atomic import save_npy_atomic
-from foley.errors import FoleyError
-from foley.fad_protocols import ClipArray, ClipSource, Protocol, clip_windows, read_samples
+from foley.errors import AudioError, FoleyError
+from foley.fad_protocols import ClipArray, ClipSource, Protocol, clip_windows, describe, read_samples
 
 
 class Embedder(Interface):
@@ -139,7 +139,11 @@ def embed_clips(
         if cached is not None:
             results[index] = cached
             continue
-        pending.append((index, key, clip_windows(read_samples(source, protocol, data), protocol)))
+        try:
+            windows = clip_windows(read_samples(source, protocol, data), protocol)
+        except AudioError as err:
+            raise AudioError(f"clip '{describe(source)}': {err}") from None
+        pending.append((index, key, windows))
         if sum(w.shape[0] for _, _, w in pending) >= batch_size:
             flush()
     flush()

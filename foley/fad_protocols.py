@@ -53,6 +53,11 @@ class ClipArray:
 ClipSource = Union[str, Path, ClipArray]
 
 
+def describe(source: ClipSource) -> str:
+    """How messages name a clip: its path, or an in-memory clip's name."""
+    return source.name if isinstance(source, ClipArray) else str(source)
+
+
 @dataclass(frozen=True)
 class Protocol:
     """Windowing of clips for an embedder at sample_rate; lengths in samples at that rate."""
@@ -124,7 +129,7 @@ def _mono(samples: np.ndarray) -> np.ndarray:
 def read_samples(source: ClipSource, protocol: Protocol, data: bytes | None = None) -> np.ndarray:
     """The clip's mono samples as the protocol feeds them, at protocol.sample_rate when it resamples.
 
-    data: the file's bytes when the caller has already read them. AudioError names the file.
+    data: the file's bytes when the caller has already read them. AudioError says what is wrong.
     """
     if isinstance(source, ClipArray):
         samples, rate = np.asarray(source.samples), source.sample_rate
@@ -140,7 +145,7 @@ def read_samples(source: ClipSource, protocol: Protocol, data: bytes | None = No
             else:
                 samples, rate = sf.read(stream, dtype="float64", always_2d=True)
         except Exception as err:  # scipy and libsndfile report unreadable files through many error types
-            raise AudioError(f"'{source}' is unreadable as a wav file ({err})") from None
+            raise AudioError(f"unreadable as a wav file ({err})") from None
     samples = _mono(np.asarray(samples, dtype=np.float64))
     if protocol.resample and rate != protocol.sample_rate:
         samples = resample(samples, rate, protocol.sample_rate).astype(np.float64)

@@ -9,7 +9,7 @@ from fake_embedders import RefusingEmbedder, StatsEmbedder
 from foley import vggish_input
 from foley.audio import write_wav
 from foley.embedding import EmbedOptions, embed_clips
-from foley.errors import ConfigError, DataError, FoleyError
+from foley.errors import AudioError, ConfigError, DataError, FoleyError
 from foley.fad_protocols import (
     DCASE2023, OFFICIAL_INPUTS, STANDARD, ClipArray, InputRequirements, check_inputs, class_files,
     clip_windows, enforce_inputs, get_protocol, peak_normalise, read_samples,
@@ -122,6 +122,14 @@ def test_embed_clips_batches_independently_and_caches_by_content(tmp_path):
     embed_clips(paths[:1], other_protocol, STANDARD, cached_options)
     embed_clips(paths[:1], other_embedder, DCASE2023, cached_options)
     assert other_protocol.calls > 0 and other_embedder.calls > 0
+
+
+def test_embed_clips_names_the_clip_it_cannot_use(tmp_path):
+    (tmp_path / "broken.wav").write_bytes(b"RIFF....")
+    with pytest.raises(AudioError, match="clip '.*broken.wav': unreadable as a wav file"):
+        embed_clips([tmp_path / "broken.wav"], StatsEmbedder(), DCASE2023)
+    with pytest.raises(AudioError, match="clip 'silent': zero-length"):
+        embed_clips([ClipArray(np.zeros(0), 22050, "silent")], StatsEmbedder(), STANDARD)
 
 
 def test_embed_clips_refuses_an_embedder_at_another_rate():
