@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from foley import vggish_input
-from foley.embedding import benchmark_embedder
+from foley.embedding import EmbedOptions, benchmark_embedder, embed_clips
 from foley.errors import CheckpointError, FoleyError
-from foley.fad_protocols import DCASE2023, STANDARD
+from foley.fad_protocols import DCASE2023, STANDARD, ClipArray
 from foley.models.vggish import WEIGHTS_FILE, WEIGHTS_URL, VGGish, VGGishEmbedder, load_vggish
 
 TORCHVGGISH_SHAPES = {
@@ -98,9 +98,13 @@ def test_state_dict_has_the_torchvggish_layout():
     assert {name: tuple(t.shape) for name, t in state.items()} == TORCHVGGISH_SHAPES
 
 
-def test_weights_load_strictly_and_the_embedding_matches_the_functional_network(weights_file):
-    path, state = weights_file
-    embedder = VGGishEmbedder.from_file(path)
+@pytest.fixture(scope="module")
+def embedder(weights_file):
+    return VGGishEmbedder.from_file(weights_file[0])
+
+
+def test_weights_load_strictly_and_the_embedding_matches_the_functional_network(weights_file, embedder):
+    _, state = weights_file
     for name, tensor in embedder.model.state_dict().items():
         assert torch.equal(tensor, state[name]), name
     windows = torch.from_numpy(np.stack([chirp(), 0.3 * chirp()[::-1].copy()]))
@@ -110,6 +114,16 @@ def test_weights_load_strictly_and_the_embedding_matches_the_functional_network(
     assert ours.shape == (2, 128) and embedder.dim == 128 and embedder.name.startswith("vggish-")
     assert (expected < 0).any(), "the embedding is taken before any ReLU"
     torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-5 * expected.abs().max().item())
+
+
+def test_a_dcase2023_clip_gives_ten_vggish_embeddings(embedder):
+    audio = np.tile(chirp(), 6)[:88200] * 0.5
+    (embeddings,) = embed_clips([ClipArray(audio, 22050)], embedder, DCASE2023, EmbedOptions(batch_size=4))
+    assert embeddings.shape == (10, 128)
+    values = np.round(audio * 32767)
+    window = torch.from_numpy(values[24000:40000] / values.max())[None]
+    alone = embedder.embed(window)[0].numpy()  # float32 sums differ with the batch: compare at 1e-5 of the scale
+    np.testing.assert_allclose(embeddings[3], alone, rtol=1e-5, atol=1e-5 * np.abs(alone).max())
 
 
 def test_missing_weights_name_the_file_and_where_to_get_it(tmp_path):
