@@ -6,7 +6,8 @@ An Embedder is any object with
     sample_rate: int   the rate its windows are at; must equal the protocol's
     dim: int           the size of one embedding
     embed(windows)     windows (N, S) float tensor, on the device to run on -> (N, dim) float tensor
-                       on that device: one embedding per window, not depending on the rest of the batch
+                       on that device: one embedding per window, not depending on the rest of the
+                       batch (beyond float rounding: float32 sums may differ with the batch size)
 The protocol (foley.fad_protocols) decides how a clip becomes windows; the embedder decides what
 one window becomes. foley.models.vggish.VGGishEmbedder is one.
 
