@@ -1,24 +1,42 @@
 """Atomic file writes: a temporary file beside the target, then a rename over it.
 
-A reader never sees a half-written file, and concurrent writers of the same content (two runs
-filling one cache) each rename a complete file of their own.
+A reader never sees a half-written file, a killed writer leaves the previous file in place, and
+concurrent writers of the same content (two runs filling one cache) each rename a complete file.
 """
 
 from __future__ import annotations
 
 import io
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
 
-def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path to write; on success it is fsynced and renamed over `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def save_npz_atomic(path: str | Path, **arrays: np.ndarray) -> None:
@@ -29,6 +47,6 @@ def save_npz_atomic(path: str | Path, **arrays: np.ndarray) -> None:
 
 
 def save_npy_atomic(path: str | Path, array: np.ndarray) -> None:
-    buffer = io.BytesIO()
-    np.save(buffer, array, allow_pickle=False)
-    write_bytes_atomic(path, buffer.getvalue())
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.save(handle, array, allow_pickle=False)

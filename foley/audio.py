@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from scipy.signal import resample_poly
 
+from foley.atomic import atomic_path
 from foley.config import MelConfig
 from foley.errors import AudioError
 
@@ -81,12 +81,13 @@ def fit_length(audio: np.ndarray, num_samples: int) -> tuple[np.ndarray, str | N
 
 def write_wav(path: str | Path, audio: np.ndarray, sample_rate: int) -> None:
     """Write 16-bit PCM mono atomically (temporary file + rename); samples are clipped to [-1, 1]."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pcm = np.round(np.clip(np.asarray(audio, dtype=np.float64), -1.0, 1.0) * 32767).astype(np.int16)
-    tmp = path.with_name(f".{path.name}.tmp")
-    sf.write(str(tmp), pcm, sample_rate, subtype="PCM_16", format="WAV")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        sf.write(str(tmp), to_pcm16(audio), sample_rate, subtype="PCM_16", format="WAV")
+
+
+def to_pcm16(audio: np.ndarray) -> np.ndarray:
+    """Float samples -> the int16 values written to disk: round(clip(x, -1, 1) * 32767)."""
+    return np.round(np.clip(np.asarray(audio, dtype=np.float64), -1.0, 1.0) * 32767).astype(np.int16)
 
 
 # ---------------------------------------------------------------------------------------------

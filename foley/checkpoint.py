@@ -11,7 +11,6 @@ A foley checkpoint is a dict:
 
 from __future__ import annotations
 
-import os
 import pickle
 import random
 import zipfile
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from foley.atomic import atomic_path
 from foley.errors import CheckpointError
 
 FORMAT = "foley-checkpoint"
@@ -28,15 +28,9 @@ FORMAT_VERSION = 1
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
-    """Write with torch.save to a temporary file, fsync, then rename over the target."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as handle:
-        torch.save(payload, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    """torch.save to a temporary file, fsync, then rename over the target."""
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
 
 
 def load_checkpoint(path: str | Path, kind: str | None = None) -> dict[str, Any]:

@@ -29,7 +29,7 @@ import numpy as np
 import soundfile as sf
 from scipy.io import wavfile
 
-from foley.audio import resample
+from foley.audio import resample, to_pcm16
 from foley.errors import AudioError, ConfigError, DataError
 from foley.vggish_input import EXAMPLE_HOP_SAMPLES, EXAMPLE_SAMPLES
 
@@ -119,7 +119,7 @@ def clip_windows(samples: np.ndarray, protocol: Protocol) -> np.ndarray:
 def _pcm_values(samples: np.ndarray) -> np.ndarray:
     if np.issubdtype(samples.dtype, np.integer):
         return samples.astype(np.float64)
-    return np.round(np.clip(samples.astype(np.float64), -1.0, 1.0) * 32767)
+    return to_pcm16(samples).astype(np.float64)
 
 
 def _mono(samples: np.ndarray) -> np.ndarray:

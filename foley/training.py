@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
+from foley.atomic import atomic_path
 from foley.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from foley.config import TrainConfig
 from foley.errors import RunError
@@ -157,12 +158,10 @@ def _drop_metrics_after(path: Path, epoch: int) -> None:
         rows = list(csv.DictReader(handle))
     kept = [row for row in rows if int(row["epoch"]) <= epoch]
     if len(kept) < len(rows):
-        tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "w", newline="") as handle:
+        with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(kept)
-        tmp.replace(path)
 
 
 def _append_metrics(path: Path, row: dict[str, Any]) -> None:

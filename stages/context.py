@@ -6,9 +6,9 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from foley.atomic import atomic_path
 from foley.errors import RunError
 
 
@@ -27,12 +27,10 @@ INDEX_FIELDS = ("row", "path", "class_id", "class_name", "split", "conversions")
 
 def write_csv(path: Path, fields: tuple[str, ...], rows: list[dict]) -> None:
     """Write a CSV atomically (temporary file + rename)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as handle:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(fields))
         writer.writeheader()
         writer.writerows(rows)
-    tmp.replace(path)
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -45,10 +43,3 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 def read_index(ctx: StageContext) -> list[dict[str, str]]:
     """prepare's index.csv: one row per usable clip, with its mel row, class and split."""
     return read_csv(ctx.dir("prepare") / "index.csv")
-
-
-def save_npy(path: Path, array: np.ndarray) -> None:
-    """np.save atomically (temporary file + rename)."""
-    tmp = path.with_name(f".{path.name}.tmp.npy")
-    np.save(tmp, array)
-    tmp.replace(path)

@@ -11,11 +11,12 @@ import math
 import numpy as np
 import torch
 
+from foley.atomic import save_npy_atomic
 from foley.codes import stack_levels
 from foley.config import Config
 from foley.models.builders import load_autoencoder
 from foley.models.quantize import codebook_usage
-from stages.context import StageContext, read_index, save_npy
+from stages.context import StageContext, read_index
 from stages.train_vqvae import load_mels
 
 NAME = "extract_codes"
@@ -37,9 +38,9 @@ def run(config: Config, ctx: StageContext) -> dict:
     codes = torch.cat(levels)
     maps = stack_levels(codes, config.codes.stack).numpy()
     dtype = np.int16 if model.quantizer.size <= np.iinfo(np.int16).max else np.int32
-    save_npy(out / "codes.npy", maps.astype(dtype))
-    save_npy(out / "labels.npy", np.array([int(r["class_id"]) for r in rows], dtype=np.int64))
-    save_npy(out / "splits.npy", np.array([r["split"] for r in rows]))
+    save_npy_atomic(out / "codes.npy", maps.astype(dtype))
+    save_npy_atomic(out / "labels.npy", np.array([int(r["class_id"]) for r in rows], dtype=np.int64))
+    save_npy_atomic(out / "splits.npy", np.array([r["split"] for r in rows]))
     return {
         "map_shape": list(maps.shape[1:]),
         "levels": model.levels,

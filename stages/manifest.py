@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
 import sys
 from pathlib import Path
@@ -16,6 +15,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from foley.atomic import write_text_atomic
 
 MANIFEST = "manifest.json"
 SKIPPED_FILES = {MANIFEST, "checkpoint.pt"}
@@ -32,10 +33,7 @@ def read_manifest(stage_dir: Path) -> dict[str, Any] | None:
 
 
 def write_manifest(stage_dir: Path, manifest: dict[str, Any]) -> None:
-    stage_dir.mkdir(parents=True, exist_ok=True)
-    tmp = stage_dir / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2, default=str))
-    os.replace(tmp, stage_dir / MANIFEST)
+    write_text_atomic(stage_dir / MANIFEST, json.dumps(manifest, indent=2, default=str))
 
 
 def output_files(stage_dir: Path) -> dict[str, int]:

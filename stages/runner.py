@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from foley.atomic import write_text_atomic
 from foley.config import Config, dump_config
 from foley.errors import RunError
 from stages import STAGE_NAMES
@@ -43,7 +44,7 @@ def run_pipeline(config: Config, ctx: StageContext, stages: tuple[str, ...] = ST
         raise RunError(f"unknown stage(s) {', '.join(unknown)}; stages are {', '.join(STAGE_NAMES)}")
     ctx.run_dir.mkdir(parents=True, exist_ok=True)
     with run_lock(ctx.run_dir):
-        _write_text(ctx.run_dir / "config.yaml", dump_config(config))
+        write_text_atomic(ctx.run_dir / "config.yaml", dump_config(config))
         return [_run_stage(module, config, ctx, force) for module in STAGES if module.NAME in stages]
 
 
@@ -133,9 +134,3 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)

@@ -13,13 +13,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from foley.atomic import save_npy_atomic
 from foley.audio import write_wav
 from foley.config import Config
 from foley.generation import Generated, generate
 from foley.models.autoencoder import Autoencoder
 from foley.models.builders import load_autoencoder, load_prior
 from foley.vocoders import Vocoder, build_vocoder
-from stages.context import StageContext, save_npy
+from stages.context import StageContext
 
 NAME = "sample"
 SECTIONS = ("sample", "vocoder", "seed")
@@ -67,7 +68,7 @@ def run(config: Config, ctx: StageContext) -> dict:
     for class_id, name in enumerate(config.data.eval_class_names):
         chunk = slice(class_id * per_class, (class_id + 1) * per_class)
         write_clips(out / "samples" / name, list(range(per_class)), result.audio[chunk], config.audio.sample_rate)
-    save_npy(out / "codes.npy", result.codes)
-    save_npy(out / "mels.npy", result.mels.astype(np.float32))
+    save_npy_atomic(out / "codes.npy", result.codes)
+    save_npy_atomic(out / "mels.npy", result.mels.astype(np.float32))
     log.info("sample: wrote %d clips per class to %s", per_class, out / "samples")
     return {"per_class": per_class, "vocoder": generator.vocoder.name, "sampler": "reference"}
