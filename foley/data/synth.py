@@ -30,6 +30,7 @@ from foley.errors import DataError
 SPEED_OF_SOUND = 343.0
 PEAK_RANGE = (0.3, 0.9)
 BACKGROUND_RMS_RANGE = (2e-4, 4e-4)
+BACKGROUND_POLE = 0.95
 CLIP_NAME_DIGITS = 4
 MIN_SAMPLE_RATE = 8000
 BUTTERWORTH_Q = 1 / np.sqrt(2)
@@ -140,9 +141,11 @@ def _event_times(rng: np.random.Generator, count: int, first_s: float, gap_s: Sp
 def _finish(rng: np.random.Generator, audio: np.ndarray, sr: int) -> np.ndarray:
     """Scale to a random peak level and lay the clip over a faint low-passed noise background."""
     scaled = _unit_peak(audio) * rng.uniform(*PEAK_RANGE)
-    background = lfilter([1.0], [1.0, -0.95], rng.standard_normal(audio.size, dtype=np.float32))
-    background *= rng.uniform(*BACKGROUND_RMS_RANGE) / np.sqrt(np.mean(background**2))
-    return np.clip(scaled + background, -1.0, 1.0).astype(np.float32)
+    unit_gain = np.sqrt(1 - BACKGROUND_POLE**2)  # white noise through it keeps unit variance
+    white = rng.standard_normal(audio.size, dtype=np.float32)
+    background = lfilter([unit_gain], [1.0, -BACKGROUND_POLE], white)
+    mix = scaled + background * rng.uniform(*BACKGROUND_RMS_RANGE)
+    return np.clip(mix, -1.0, 1.0).astype(np.float32)
 
 
 # ---------------------------------------------------------------------------------------------
