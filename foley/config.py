@@ -251,15 +251,19 @@ class VocoderConfig:
 
 
 EMBEDDERS = ("builtin",)
+FAD_PROTOCOLS = ("dcase2023", "standard")
 
 
 @dataclass(frozen=True)
 class EvaluateConfig:
     embedder: str
+    protocol: str
+    relax_checks: bool
     batch_size: int
 
     def check(self, path: str) -> None:
         _require(self.embedder in EMBEDDERS, f"{path}.embedder", f"must be one of {', '.join(EMBEDDERS)}")
+        _require(self.protocol in FAD_PROTOCOLS, f"{path}.protocol", f"must be one of {', '.join(FAD_PROTOCOLS)}")
         _require(self.batch_size >= 1, f"{path}.batch_size", "must be at least 1")
 
 

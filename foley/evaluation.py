@@ -1,32 +1,24 @@
-"""Per-class FAD of generated clips against real reference clips, with a given embedder.
+"""Per-class scores of generated clips against reference statistics, and the cross-class matrix.
 
-Clips are read through the audio policy, embedded in batches, and summarised per class by a
-Gaussian; the full generated-class x reference-class matrix shows whether classes come out apart.
+The matrix [generated class, reference class] shows whether classes come out apart: its diagonal
+is the per-class FAD. Distances are taken reference first, as the official evaluator does.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
-import torch
-from tqdm import tqdm
 
-from foley.audio import read_clip
-from foley.config import AudioConfig
-from foley.embedders import BuiltinEmbedder
-from foley.fad import GaussianStats, frechet_distance, gaussian_stats
+from foley.fad import GaussianStats, frechet_distance
 
 
 @dataclass(frozen=True)
 class ClassScores:
-    """FAD per class (diagonal of `matrix`) plus the cross-class matrix [generated, reference]."""
-
     class_names: tuple[str, ...]
-    matrix: np.ndarray
-    n_generated: tuple[int, ...]
+    matrix: np.ndarray  # (generated class, reference class)
+    n_generated: tuple[int, ...]  # embeddings per generated class
     n_reference: tuple[int, ...]
 
     @property
@@ -37,34 +29,16 @@ class ClassScores:
     def mean(self) -> float:
         return float(self.fad.mean())
 
-
-@torch.no_grad()
-def embed_files(
-    paths: Sequence[Path], embedder: BuiltinEmbedder, audio: AudioConfig, batch_size: int,
-    device: torch.device, progress: bool = False, desc: str = "embedding",
-) -> np.ndarray:
-    """All windows' embeddings of the clips, stacked: (clips * windows, dim) float64."""
-    out = []
-    for first in tqdm(range(0, len(paths), batch_size), desc=desc, disable=not progress, leave=False):
-        clips = [read_clip(p, audio.sample_rate, audio.clip_samples).audio for p in paths[first : first + batch_size]]
-        batch = torch.from_numpy(np.stack(clips)).to(device)
-        out.append(embedder.embed(batch).reshape(-1, embedder.dim).double().cpu().numpy())
-    return np.concatenate(out)
+    def separated(self) -> list[bool]:
+        """Per generated class: is it closer to its own reference class than to every other one?"""
+        return [bool(row[c] < np.delete(row, c).min()) for c, row in enumerate(self.matrix)]
 
 
 def score_classes(
-    class_names: Sequence[str], generated: Sequence[GaussianStats], reference: Sequence[GaussianStats],
-    clip_counts: tuple[Sequence[int], Sequence[int]],
+    class_names: Sequence[str], generated: Mapping[str, GaussianStats], reference: Mapping[str, GaussianStats]
 ) -> ClassScores:
-    matrix = np.array([[frechet_distance(g, r) for r in reference] for g in generated])
-    return ClassScores(tuple(class_names), matrix, tuple(clip_counts[0]), tuple(clip_counts[1]))
-
-
-def class_stats(
-    files_per_class: Sequence[Sequence[Path]], embedder: BuiltinEmbedder, audio: AudioConfig,
-    batch_size: int, device: torch.device, progress: bool = False, label: str = "",
-) -> list[GaussianStats]:
-    return [
-        gaussian_stats(embed_files(files, embedder, audio, batch_size, device, progress, f"embedding {label} {c}"))
-        for c, files in enumerate(files_per_class)
-    ]
+    names = tuple(class_names)
+    matrix = np.array([[frechet_distance(reference[r], generated[g]) for r in names] for g in names])
+    return ClassScores(
+        names, matrix, tuple(generated[n].count for n in names), tuple(reference[n].count for n in names)
+    )

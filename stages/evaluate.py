@@ -1,7 +1,8 @@
 """evaluate: per-class FAD of the generated clips against the real reference clips.
 
-Writes fad.csv (class, fad, n_generated, n_reference, embedder, plus a mean row),
-fad_matrix.csv (generated class x reference class) and report.md.
+Writes fad.csv (class, fad, n_generated, n_reference, embedder, protocol, plus a mean row),
+fad_matrix.csv (generated class x reference class) and report.md. Embeddings and statistics are
+cached in <run>/cache, keyed by clip content, embedder and protocol.
 """
 
 from __future__ import annotations
@@ -9,79 +10,71 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import numpy as np
-
+from foley.builtin_embedder import BuiltinEmbedder
 from foley.config import Config
-from foley.embedders import BuiltinEmbedder
-from foley.errors import RunError
-from foley.evaluation import ClassScores, class_stats, score_classes
-from stages.context import StageContext, read_index, write_csv
+from foley.embedding import EmbedOptions
+from foley.evaluation import ClassScores, score_classes
+from foley.fad_protocols import class_files, enforce_inputs, get_protocol
+from foley.reference_stats import clips_stats, load_reference, require_compatible
+from stages.context import StageContext, write_csv
+from stages.manifest import stage_details
 
 NAME = "evaluate"
 SECTIONS = ("evaluate",)
 UPSTREAM = ("prepare", "sample")
-FAD_FIELDS = ("class", "fad", "n_generated", "n_reference", "embedder")
+FAD_FIELDS = ("class", "fad", "n_generated", "n_reference", "embedder", "protocol")
 log = logging.getLogger(__name__)
 
 
 def run(config: Config, ctx: StageContext) -> dict:
     out = ctx.dir(NAME)
+    settings = config.evaluate
     names = config.data.eval_class_names
-    reference = _reference_files(ctx, len(names))
-    generated = [sorted((ctx.dir("sample") / "samples" / name).glob("*.wav")) for name in names]
-    embedder = BuiltinEmbedder(config.mel, config.audio.sample_rate)
-    args = (embedder, config.audio, config.evaluate.batch_size, ctx.device, ctx.progress)
-    scores = score_classes(
-        names,
-        class_stats(generated, *args, label="generated"),
-        class_stats(reference, *args, label="reference"),
-        ([len(f) for f in generated], [len(f) for f in reference]),
-    )
-    _write_tables(out, scores, embedder.name)
-    (out / "report.md").write_text(render_report(config, scores, embedder.description()))
-    log.info("evaluate: mean FAD %.3f over %d classes (%s)", scores.mean, len(names), embedder.name)
-    return {"mean_fad": scores.mean, "embedder": embedder.name, "fad": dict(zip(names, map(float, scores.fad)))}
+    embedder, protocol = BuiltinEmbedder(), get_protocol(settings.protocol)
+    options = EmbedOptions(settings.batch_size, str(ctx.device), ctx.run_dir / "cache", ctx.progress)
+    generated_files = class_files(ctx.dir("sample") / "samples", names)
+    if protocol.official_checks:
+        enforce_inputs(generated_files, settings.relax_checks)
+    generated = {name: clips_stats(files, embedder, protocol, options) for name, files in generated_files.items()}
+    source = Path(stage_details(ctx.run_dir, "prepare")["reference_dir"])
+    reference = load_reference(source, names, embedder, protocol, settings.relax_checks, options)
+    require_compatible(reference, protocol, embedder)
+    scores = score_classes(names, generated, reference.stats)
+    how = f"embedder {embedder.description()}, protocol {protocol.name}, reference {reference.source}"
+    _write_tables(out, scores, embedder.name, protocol.name)
+    (out / "report.md").write_text(render_report(config.name, scores, how))
+    log.info("evaluate: mean FAD %.3f over %d classes (%s / %s)", scores.mean, len(names), embedder.name, protocol.name)
+    return {
+        "mean_fad": scores.mean,
+        "fad": dict(zip(names, map(float, scores.fad))),
+        "embedder": embedder.name,
+        "protocol": protocol.name,
+        "reference": reference.source,
+        "classes_separated": sum(scores.separated()),
+    }
 
 
-def _reference_files(ctx: StageContext, classes: int) -> list[list[Path]]:
-    files: list[list[Path]] = [[] for _ in range(classes)]
-    for row in read_index(ctx):
-        if row["split"] == "reference":
-            files[int(row["class_id"])].append(Path(row["path"]))
-    if any(len(f) < 2 for f in files):
-        raise RunError(
-            "evaluate needs at least 2 real reference clips per class: set data.reference to an "
-            "evaluation-layout folder (dog_bark/, footstep/, ...) and run again"
-        )
-    return files
-
-
-def _write_tables(out: Path, scores: ClassScores, embedder: str) -> None:
+def _write_tables(out: Path, scores: ClassScores, embedder: str, protocol: str) -> None:
+    common = {"embedder": embedder, "protocol": protocol}
     rows = [
-        {"class": name, "fad": f"{fad:.6f}", "n_generated": g, "n_reference": r, "embedder": embedder}
+        {"class": name, "fad": f"{fad:.6f}", "n_generated": g, "n_reference": r, **common}
         for name, fad, g, r in zip(scores.class_names, scores.fad, scores.n_generated, scores.n_reference)
     ]
     rows.append({"class": "mean", "fad": f"{scores.mean:.6f}", "n_generated": sum(scores.n_generated),
-                 "n_reference": sum(scores.n_reference), "embedder": embedder})
+                 "n_reference": sum(scores.n_reference), **common})
     write_csv(out / "fad.csv", FAD_FIELDS, rows)
     header = ("generated \\ reference",) + scores.class_names
-    matrix_rows = [dict(zip(header, (name, *(f"{v:.6f}" for v in row)))) for name, row in zip(scores.class_names, scores.matrix)]
-    write_csv(out / "fad_matrix.csv", header, matrix_rows)
+    matrix = [dict(zip(header, (name, *(f"{v:.6f}" for v in row)))) for name, row in zip(scores.class_names, scores.matrix)]
+    write_csv(out / "fad_matrix.csv", header, matrix)
 
 
-def class_separation(scores: ClassScores) -> list[bool]:
-    """Per generated class: is it closer to its own reference class than to every other one?"""
-    return [bool(row[c] < np.delete(row, c).min()) for c, row in enumerate(scores.matrix)]
-
-
-def render_report(config: Config, scores: ClassScores, embedder: str) -> str:
-    separated = class_separation(scores)
+def render_report(run_name: str, scores: ClassScores, how: str) -> str:
+    separated = scores.separated()
     lines = [
-        f"# foley run report: {config.name}",
+        f"# foley run report: {run_name}",
         "",
-        f"FAD per class: generated clips (`sample/samples/<class>/`) against real reference clips, "
-        f"embedder {embedder}; {sum(scores.n_generated)} generated and {sum(scores.n_reference)} "
-        "reference clips. Lower is better.",
+        f"Per-class FAD of the generated clips (`sample/samples/<class>/`) against real reference clips; "
+        f"{how}. Counts are embeddings (windows). Lower is better.",
         "",
         "| class | FAD | generated | reference | closest reference class is its own |",
         "|---|---|---|---|---|",

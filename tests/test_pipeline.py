@@ -50,7 +50,8 @@ def test_run_writes_samples_fad_report_and_manifests(toy_run):
     rows = list(csv.DictReader(open(toy_run / "evaluate" / "fad.csv")))
     assert [r["class"] for r in rows] == CLASSES + ["mean"]
     assert all(np.isfinite(float(r["fad"])) for r in rows)
-    assert rows[0]["embedder"] == "builtin-mfcc-v1" and rows[0]["n_generated"] == "2" and rows[0]["n_reference"] == "3"
+    assert rows[0]["embedder"] == "builtin-mfcc-v1" and rows[0]["protocol"] == "dcase2023"
+    assert rows[0]["n_generated"] == "20" and rows[0]["n_reference"] == "30"  # 10 windows per clip
     assert abs(float(rows[-1]["fad"]) - np.mean([float(r["fad"]) for r in rows[:-1]])) < 1e-5
     report = (toy_run / "evaluate" / "report.md").read_text()
     assert "Generated class (rows) x reference class (columns)" in report and "builtin-mfcc-v1" in report
