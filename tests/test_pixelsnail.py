@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from foley.errors import CheckpointError
-from foley.models.layers import fold_weight_norm
+from foley.models.layers import WeightNormConv2d, WeightNormLinear, fold_weight_norm
 from foley.models.pixelsnail import PixelSNAIL, load_baseline_state_dict, loss_and_accuracy
 
 BASELINE_SIZE = dict(
@@ -130,6 +130,23 @@ def test_folding_weight_norm_keeps_the_output(attention):
     assert not any("weight_v" in key for key in folded.state_dict())
     with torch.no_grad():
         assert torch.allclose(folded(codes, labels), prior(codes, labels), rtol=0, atol=1e-5)
+
+
+def test_weight_norm_layers_match_torchs_weight_norm():
+    torch.manual_seed(0)
+    ours = WeightNormConv2d(3, 4, (2, 3))
+    with torch.no_grad():
+        ours.weight_g.mul_(torch.rand_like(ours.weight_g) + 0.5)
+    reference = torch.nn.utils.parametrizations.weight_norm(torch.nn.Conv2d(3, 4, (2, 3)))
+    with torch.no_grad():
+        reference.parametrizations.weight.original0.copy_(ours.weight_g)
+        reference.parametrizations.weight.original1.copy_(ours.weight_v)
+        reference.bias.copy_(ours.bias)
+        x = torch.randn(2, 3, 5, 6)
+        assert torch.allclose(ours(x), reference(x), atol=1e-6)
+    linear = WeightNormLinear(5, 3)
+    assert linear.weight_g.shape == (3, 1)
+    assert torch.allclose(linear.weight(), linear.weight_v, atol=1e-6)  # g starts at |v|
 
 
 def _weight_norm_keys(prefix: str, bias: bool = True) -> list[str]:

@@ -31,6 +31,14 @@ def _reset_like_torch(weight: torch.Tensor, bias: torch.Tensor | None) -> None:
         nn.init.uniform_(bias, -bound, bound)
 
 
+def _with_weights(layer: nn.Module, weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Module:
+    with torch.no_grad():
+        layer.weight.copy_(weight)
+        if bias is not None:
+            layer.bias.copy_(bias)
+    return layer
+
+
 class WeightNormConv2d(nn.Module):
     """A stride-1 2-D convolution with weight norm, an optional kernel mask and no padding."""
 
@@ -72,11 +80,7 @@ class WeightNormConv2d(nn.Module):
             in_channels, out_channels, self.kernel_size, bias=self.bias is not None,
             device=self.weight_v.device, dtype=self.weight_v.dtype,
         )
-        with torch.no_grad():
-            conv.weight.copy_(self.weight())
-            if self.bias is not None:
-                conv.bias.copy_(self.bias)
-        return conv
+        return _with_weights(conv, self.weight(), self.bias)
 
 
 class WeightNormLinear(nn.Module):
@@ -103,11 +107,7 @@ class WeightNormLinear(nn.Module):
             in_features, out_features, bias=self.bias is not None,
             device=self.weight_v.device, dtype=self.weight_v.dtype,
         )
-        with torch.no_grad():
-            linear.weight.copy_(self.weight())
-            if self.bias is not None:
-                linear.bias.copy_(self.bias)
-        return linear
+        return _with_weights(linear, self.weight(), self.bias)
 
 
 class WNConv2d(nn.Module):
