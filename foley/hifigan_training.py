@@ -1,0 +1,265 @@
+"""HiFi-GAN training pieces, as the official train.py: losses, random segments, one step, validation
+mel L1, and checkpoints in the official layout (`g_XXXXXXXX`, `do_XXXXXXXX`).
+
+Official settings: AdamW (learning_rate, betas adam_b1/adam_b2, torch's default weight decay 0.01),
+ExponentialLR(lr_decay) stepped once per epoch, discriminator optimiser over msd then mpd parameters,
+least-squares adversarial losses, feature matching x 2 and mel L1 x 45 (mel with fmax_for_loss).
+The loop (epochs, logging, cadence) belongs to the caller: call `train_step` per batch,
+`HiFiGANOptimizers.end_epoch` after each epoch, `save_training_checkpoint` when due.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.optim.lr_scheduler import ExponentialLR
+
+from foley.audio import log_mel
+from foley.checkpoint import save_checkpoint
+from foley.errors import CheckpointError
+from foley.models.hifigan import Generator, HiFiGANConfig, check_state_matches, official_key_names, read_torch_file
+from foley.models.hifigan_discriminators import DiscriminatorOutput, MultiPeriodDiscriminator, MultiScaleDiscriminator
+
+MEL_LOSS_WEIGHT = 45.0
+FEATURE_LOSS_WEIGHT = 2.0
+PEAK_LEVEL = 0.95  # the official loader scales each clip to this peak
+DISCRIMINATOR_KEYS = ("mpd", "msd", "optim_g", "optim_d", "steps", "epoch")
+CHECKPOINT_NAME = re.compile(r"^(g|do)_(\d{8})$")
+
+
+@dataclass
+class HiFiGANModels:
+    generator: Generator
+    mpd: MultiPeriodDiscriminator
+    msd: MultiScaleDiscriminator
+
+    @property
+    def config(self) -> HiFiGANConfig:
+        return self.generator.config
+
+    def to(self, device: str | torch.device) -> HiFiGANModels:
+        for module in (self.generator, self.mpd, self.msd):
+            module.to(device)
+        return self
+
+
+@dataclass
+class HiFiGANOptimizers:
+    optim_g: torch.optim.AdamW
+    optim_d: torch.optim.AdamW
+    scheduler_g: ExponentialLR
+    scheduler_d: ExponentialLR
+
+    def end_epoch(self) -> None:
+        self.scheduler_g.step()
+        self.scheduler_d.step()
+
+
+def build_models(config: HiFiGANConfig, channel_divisor: int = 1) -> HiFiGANModels:
+    """Generator + official discriminators (channel_divisor > 1 narrows the discriminators for toy runs)."""
+    return HiFiGANModels(Generator(config), MultiPeriodDiscriminator(channel_divisor=channel_divisor),
+                         MultiScaleDiscriminator(channel_divisor=channel_divisor))
+
+
+def build_optimizers(models: HiFiGANModels) -> HiFiGANOptimizers:
+    config = models.config
+    betas = (config.adam_b1, config.adam_b2)
+    optim_g = torch.optim.AdamW(models.generator.parameters(), config.learning_rate, betas=betas)
+    discriminator_parameters = itertools.chain(models.msd.parameters(), models.mpd.parameters())
+    optim_d = torch.optim.AdamW(discriminator_parameters, config.learning_rate, betas=betas)
+    return HiFiGANOptimizers(optim_g, optim_d, ExponentialLR(optim_g, config.lr_decay),
+                             ExponentialLR(optim_d, config.lr_decay))
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+
+
+@dataclass(frozen=True)
+class VocoderBatch:
+    mel: torch.Tensor  # (B, num_mels, frames) generator input (fmax)
+    audio: torch.Tensor  # (B, samples) target waveform, samples = frames * hop_size
+    loss_mel: torch.Tensor  # (B, num_mels, frames) mel of the target for the L1 loss (fmax_for_loss)
+
+
+def peak_normalize(audio: torch.Tensor, peak: float = PEAK_LEVEL) -> torch.Tensor:
+    """Scale each clip (last axis) so its largest magnitude is `peak`; silent clips stay silent."""
+    largest = audio.abs().amax(dim=-1, keepdim=True)
+    return torch.where(largest > 0, audio * (peak / largest.clamp_min(torch.finfo(audio.dtype).tiny)), audio)
+
+
+def random_segments(clips: torch.Tensor, segment_size: int, rng: torch.Generator) -> torch.Tensor:
+    """One random `segment_size` window per clip (B, T) -> (B, segment_size); short clips are zero-padded."""
+    if clips.shape[-1] < segment_size:
+        return F.pad(clips, (0, segment_size - clips.shape[-1]))
+    starts = torch.randint(0, clips.shape[-1] - segment_size + 1, (clips.shape[0],), generator=rng)
+    return torch.stack([clip[start : start + segment_size] for clip, start in zip(clips, starts.tolist())])
+
+
+def make_batch(audio: torch.Tensor, config: HiFiGANConfig) -> VocoderBatch:
+    """Input and loss mels of waveforms (B, T), T a multiple of hop_size (e.g. random segments)."""
+    return VocoderBatch(
+        log_mel(audio, config.mel_config(), config.sampling_rate),
+        audio,
+        log_mel(audio, config.loss_mel_config(), config.sampling_rate),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Losses (pure functions of discriminator outputs)
+
+
+def discriminator_loss(real: DiscriminatorOutput, fake: DiscriminatorOutput) -> torch.Tensor:
+    """Least squares: real scores towards 1, generated towards 0, summed over sub-discriminators."""
+    return sum(torch.mean((1 - r) ** 2) + torch.mean(g**2) for r, g in zip(real.scores, fake.scores))
+
+
+def adversarial_loss(fake: DiscriminatorOutput) -> torch.Tensor:
+    """Least squares for the generator: generated scores towards 1."""
+    return sum(torch.mean((1 - g) ** 2) for g in fake.scores)
+
+
+def feature_matching_loss(real: DiscriminatorOutput, fake: DiscriminatorOutput) -> torch.Tensor:
+    """Mean absolute difference of every feature map, summed, times 2."""
+    pairs = zip(itertools.chain(*real.features), itertools.chain(*fake.features))
+    return FEATURE_LOSS_WEIGHT * sum(torch.mean(torch.abs(r - g)) for r, g in pairs)
+
+
+def train_step(models: HiFiGANModels, optimizers: HiFiGANOptimizers, batch: VocoderBatch) -> dict[str, float]:
+    """One discriminator update then one generator update on a batch of segments; named losses."""
+    config = models.config
+    real = batch.audio[:, None]
+    fake = models.generator(batch.mel)
+    fake_mel = log_mel(fake[:, 0], config.loss_mel_config(), config.sampling_rate)
+
+    optimizers.optim_d.zero_grad()
+    d_mpd = discriminator_loss(models.mpd(real), models.mpd(fake.detach()))
+    d_msd = discriminator_loss(models.msd(real), models.msd(fake.detach()))
+    (d_mpd + d_msd).backward()
+    optimizers.optim_d.step()
+
+    optimizers.optim_g.zero_grad()
+    mel_l1 = F.l1_loss(batch.loss_mel, fake_mel)
+    real_p, fake_p = models.mpd(real), models.mpd(fake)
+    real_s, fake_s = models.msd(real), models.msd(fake)
+    adv = adversarial_loss(fake_p) + adversarial_loss(fake_s)
+    fm = feature_matching_loss(real_p, fake_p) + feature_matching_loss(real_s, fake_s)
+    g_total = adv + fm + MEL_LOSS_WEIGHT * mel_l1
+    g_total.backward()
+    optimizers.optim_g.step()
+    losses = {"d/total": d_mpd + d_msd, "d/mpd": d_mpd, "d/msd": d_msd, "g/total": g_total, "g/adv": adv,
+              "g/fm": fm, "g/mel": MEL_LOSS_WEIGHT * mel_l1, "g/mel_l1": mel_l1}
+    return {name: float(value.detach()) for name, value in losses.items()}
+
+
+def validation_mel_l1(generator: Generator, clips: torch.Tensor, batch_size: int = 8) -> float:
+    """Mean L1 between the loss mels of full clips (N, T) and of the generator's output from their mels."""
+    config = generator.config
+    was_training = generator.training
+    generator.eval()
+    device = next(generator.parameters()).device
+    errors = []
+    with torch.no_grad():
+        for chunk in clips.to(device).split(batch_size):
+            target = log_mel(chunk, config.loss_mel_config(), config.sampling_rate)
+            fake = generator(log_mel(chunk, config.mel_config(), config.sampling_rate))[:, 0]
+            produced = log_mel(fake, config.loss_mel_config(), config.sampling_rate)
+            errors.append((target - produced).abs().mean(dim=(1, 2)))
+    generator.train(was_training)
+    return float(torch.cat(errors).mean())
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints in the official layout
+
+
+@dataclass(frozen=True)
+class TrainingProgress:
+    steps: int  # the step last completed when the checkpoint was written
+    epoch: int  # the epoch (0-based) in progress then; the scheduler had stepped this many times
+
+    @property
+    def next_step(self) -> int:
+        return self.steps + 1
+
+
+def checkpoint_paths(directory: str | Path, steps: int) -> tuple[Path, Path]:
+    return Path(directory) / f"g_{steps:08d}", Path(directory) / f"do_{steps:08d}"
+
+
+def save_training_checkpoint(
+    directory: str | Path, steps: int, epoch: int, models: HiFiGANModels, optimizers: HiFiGANOptimizers
+) -> tuple[Path, Path]:
+    """Write g_{steps:08d} = {'generator'} then do_{steps:08d} = {'mpd', 'msd', 'optim_g', 'optim_d',
+    'steps', 'epoch'}, each atomically; a pair is complete once its do_ file exists."""
+    g_path, do_path = checkpoint_paths(directory, steps)
+    save_checkpoint(g_path, {"generator": models.generator.state_dict()})
+    save_checkpoint(do_path, {
+        "mpd": models.mpd.state_dict(), "msd": models.msd.state_dict(),
+        "optim_g": optimizers.optim_g.state_dict(), "optim_d": optimizers.optim_d.state_dict(),
+        "steps": steps, "epoch": epoch,
+    })
+    return g_path, do_path
+
+
+def latest_checkpoint_steps(directory: str | Path) -> int | None:
+    """The highest step with both g_ and do_ files in `directory`, or None."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return None
+    found: dict[str, set[int]] = {"g": set(), "do": set()}
+    for path in directory.iterdir():
+        match = CHECKPOINT_NAME.match(path.name)
+        if match:
+            found[match.group(1)].add(int(match.group(2)))
+    complete = found["g"] & found["do"]
+    return max(complete) if complete else None
+
+
+def load_training_checkpoint(
+    directory: str | Path, models: HiFiGANModels, optimizers: HiFiGANOptimizers
+) -> TrainingProgress | None:
+    """Restore models and optimizers from the newest complete pair; None when there is none.
+
+    The schedulers are rebuilt from `epoch`: the learning rates come from the saved optimizers
+    (already decayed `epoch` times) and the next end_epoch decays them once more.
+    """
+    steps = latest_checkpoint_steps(directory)
+    if steps is None:
+        return None
+    g_path, do_path = checkpoint_paths(directory, steps)
+    generator_state = read_torch_file(g_path, "HiFi-GAN generator checkpoint")
+    state = read_torch_file(do_path, "HiFi-GAN discriminator/optimizer checkpoint")
+    _require_keys(g_path, generator_state, ("generator",))
+    _require_keys(do_path, state, DISCRIMINATOR_KEYS)
+    for name, module, source in (("generator", models.generator, generator_state), ("mpd", models.mpd, state),
+                                 ("msd", models.msd, state)):
+        weights = official_key_names(source[name])
+        check_state_matches(module.state_dict(), weights, f"'{name}' in checkpoint '{directory}' step {steps}")
+        module.load_state_dict(weights)
+    for name in ("optim_g", "optim_d"):
+        try:
+            getattr(optimizers, name).load_state_dict(state[name])
+        except (ValueError, KeyError) as err:
+            raise CheckpointError(f"'{name}' in '{do_path}' does not fit the models ({err})") from None
+    _rebuild_schedulers(optimizers, models.config, state["epoch"])
+    return TrainingProgress(steps=int(state["steps"]), epoch=int(state["epoch"]))
+
+
+def _require_keys(path: Path, payload: object, keys: tuple[str, ...]) -> None:
+    found = sorted(payload) if isinstance(payload, dict) else type(payload).__name__
+    if not isinstance(payload, dict) or any(k not in payload for k in keys):
+        raise CheckpointError(f"'{path}' is not an official HiFi-GAN checkpoint: expected keys "
+                              f"{', '.join(keys)}, found {found}")
+
+
+def _rebuild_schedulers(optimizers: HiFiGANOptimizers, config: HiFiGANConfig, epoch: int) -> None:
+    for name, optimizer in (("scheduler_g", optimizers.optim_g), ("scheduler_d", optimizers.optim_d)):
+        scheduler = ExponentialLR(optimizer, config.lr_decay)  # keeps the restored lr
+        scheduler.last_epoch = int(epoch)
+        setattr(optimizers, name, scheduler)
