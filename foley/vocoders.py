@@ -15,6 +15,8 @@ import torch
 from foley.audio import mel_basis
 from foley.config import Config, GriffinLimConfig, MelConfig
 
+MAX_LOG_MEL = 20.0
+
 
 class Vocoder(Protocol):
     name: str
@@ -36,7 +38,8 @@ class GriffinLim:
     @torch.no_grad()
     def __call__(self, mels: torch.Tensor) -> torch.Tensor:
         device = mels.device
-        magnitude = (self.inverse_basis.to(device) @ torch.exp(mels.float())).clamp(min=0)
+        mels = mels.float().clamp(max=MAX_LOG_MEL)  # exp() of a wild decoder output must not overflow
+        magnitude = (self.inverse_basis.to(device) @ torch.exp(mels)).clamp(min=0)
         frames = magnitude.shape[-1]
         window = torch.hann_window(self.mel.win_length, device=device)
         stft_args = dict(n_fft=self.mel.n_fft, hop_length=self.hop_length, win_length=self.mel.win_length, window=window)

@@ -94,3 +94,25 @@ def test_codebook_usage():
     assert usage["counts"].tolist() == [[2, 2, 0, 0], [0, 0, 4, 0]]
     torch.testing.assert_close(usage["perplexity"], torch.tensor([2.0, 1.0], dtype=torch.float64))
     assert usage["unused"].tolist() == [2, 3]
+
+
+def test_data_init_uses_the_codebook_where_random_init_collapses():
+    torch.manual_seed(6)
+    data = torch.randn(8, 4, 6, 6) * 0.5 + 10.0  # far from N(0, 1)
+    usage = {}
+    for init in ("random", "data"):
+        rvq = ResidualQuantizer(dim=4, levels=1, size=32, init=init).train()
+        usage[init] = int((codebook_usage(rvq(data).codes, 32)["counts"] > 0).sum())
+    assert usage["random"] <= 3 and usage["data"] >= 20
+
+
+def test_dead_codes_move_onto_batch_vectors():
+    torch.manual_seed(7)
+    book = EMACodebook(dim=2, size=8, decay=0.5, dead_code_threshold=0.5).train()
+    x = torch.randn(64, 2) * 0.1 + 3.0
+    book(x)
+    book(x)
+    alive = book.cluster_size >= 0.5
+    assert alive.all()
+    distances = torch.cdist(book.embed.t(), x).min(1).values
+    assert (distances < 1.0).all()  # every code now sits among the data

@@ -152,8 +152,8 @@ class Autoencoder(nn.Module):
         return out[:, : self.input_shape[0], : self.input_shape[1]]
 
     def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
-        """Codes (B, L, h, w) -> mel (B, n_mels, frames)."""
-        return self.decode(self.quantizer.decode_codes(codes))
+        """Codes (B, L, h, w) -> mel (B, n_mels, frames), floored at the log-mel's minimum log(1e-5)."""
+        return self.decode(self.quantizer.decode_codes(codes)).clamp(min=SILENCE)
 
     def forward(self, mel: torch.Tensor) -> tuple[torch.Tensor, QuantizedResult]:
         result = self.encode(mel)

@@ -14,7 +14,9 @@ from foley.models.quantize import ResidualQuantizer
 
 def build_autoencoder(section: AutoencoderConfig, input_shape: tuple[int, int]) -> Autoencoder:
     q = section.quantizer
-    quantizer = ResidualQuantizer(section.embed_dim, q.levels, q.codebook_size, q.decay)
+    quantizer = ResidualQuantizer(
+        section.embed_dim, q.levels, q.codebook_size, q.decay, init=q.init, dead_code_threshold=q.dead_code_threshold
+    )
     return Autoencoder(
         input_shape, section.strides, quantizer, section.channel, section.n_res_block, section.n_res_channel
     )

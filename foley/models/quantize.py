@@ -2,7 +2,11 @@
 
 `EMACodebook` is the DCASE baseline's quantiser (Sonnet's VQ-VAE-EMA): nearest code by squared
 distance, codebook = EMA of assigned vectors / Laplace-smoothed EMA cluster sizes, updated only
-in training mode, with `embed` stored (dim, codebook_size) as in the baseline.
+in training mode, with `embed` stored (dim, codebook_size) as in the baseline. Two options that
+the baseline lacks fight codebook collapse: `init="data"` sets the codebook from the first
+training batch's vectors instead of N(0, 1), and `dead_code_threshold` > 0 moves every code whose
+EMA cluster size falls below it onto a random vector of the current batch (as in Jukebox and
+SoundStream).
 `ResidualQuantizer` chains levels: level l quantises what the levels before it left over; the
 quantised output is the sum of the chosen vectors (straight-through), and the commitment loss is
 the sum over levels of mean((q_l - r_l)^2) with the codes held fixed. One level is plain VQ.
@@ -25,9 +29,11 @@ class QuantizedResult:
 
 
 class EMACodebook(nn.Module):
-    def __init__(self, dim: int, size: int, decay: float = 0.99, eps: float = 1e-5):
+    def __init__(self, dim: int, size: int, decay: float = 0.99, eps: float = 1e-5,
+                 init: str = "random", dead_code_threshold: float = 0.0):
         super().__init__()
         self.dim, self.size, self.decay, self.eps = dim, size, decay, eps
+        self.init, self.dead_code_threshold = init, dead_code_threshold
         embed = torch.randn(dim, size)
         self.register_buffer("embed", embed)
         self.register_buffer("cluster_size", torch.zeros(size))
@@ -35,6 +41,8 @@ class EMACodebook(nn.Module):
 
     def forward(self, flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Nearest codes for vectors (N, dim) -> (their code vectors (N, dim), codes (N,))."""
+        if self.training and self.init == "data" and not bool(self.cluster_size.any()):
+            self._set_codes(torch.arange(self.size, device=flat.device), flat.detach(), weight=1.0)
         distance = (
             flat.pow(2).sum(1, keepdim=True) - 2 * flat @ self.embed + self.embed.pow(2).sum(0, keepdim=True)
         )
@@ -55,13 +63,29 @@ class EMACodebook(nn.Module):
         n = self.cluster_size.sum()
         smoothed = (self.cluster_size + self.eps) / (n + self.size * self.eps) * n
         self.embed.copy_(self.embed_avg / smoothed.unsqueeze(0))
+        if self.dead_code_threshold > 0:
+            dead = torch.nonzero(self.cluster_size < self.dead_code_threshold).flatten()
+            if len(dead):
+                self._set_codes(dead, flat, weight=self.dead_code_threshold)
+
+    @torch.no_grad()
+    def _set_codes(self, codes: torch.Tensor, flat: torch.Tensor, weight: float) -> None:
+        """Move `codes` onto randomly drawn vectors of `flat`, as if each had `weight` members."""
+        picks = torch.randint(0, flat.shape[0], (len(codes),), device=flat.device)
+        vectors = flat[picks].t()
+        self.embed[:, codes] = vectors
+        self.embed_avg[:, codes] = vectors * weight
+        self.cluster_size[codes] = weight
 
 
 class ResidualQuantizer(nn.Module):
-    def __init__(self, dim: int, levels: int, size: int, decay: float = 0.99):
+    def __init__(self, dim: int, levels: int, size: int, decay: float = 0.99,
+                 init: str = "random", dead_code_threshold: float = 0.0):
         super().__init__()
         self.dim, self.size = dim, size
-        self.levels = nn.ModuleList(EMACodebook(dim, size, decay) for _ in range(levels))
+        self.levels = nn.ModuleList(
+            EMACodebook(dim, size, decay, init=init, dead_code_threshold=dead_code_threshold) for _ in range(levels)
+        )
 
     def forward(self, z: torch.Tensor, levels: int | None = None) -> QuantizedResult:
         """Quantise z (B, D, H, W) with the first `levels` levels (all by default), in float32."""

@@ -1,0 +1,35 @@
+"""foley's configuration: the schema (foley.config.schema) and how configs load (foley.config.loading)."""
+
+from foley.config.loading import (
+    DEFAULT_CONFIG,
+    builtin_config_names,
+    config_from_dict,
+    dump_config,
+    load_config,
+    resolve_config_path,
+    section_from_dict,
+)
+from foley.config.schema import (
+    SyntheticConfig,
+    DataConfig,
+    AudioConfig,
+    MelConfig,
+    TrainConfig,
+    QUANTIZERS,
+    CODEBOOK_INITS,
+    QuantizerConfig,
+    AutoencoderConfig,
+    STACKS,
+    CodesConfig,
+    PriorConfig,
+    SampleConfig,
+    GriffinLimConfig,
+    VOCODERS,
+    VocoderConfig,
+    EMBEDDERS,
+    FAD_PROTOCOLS,
+    EvaluateConfig,
+    MAX_ATTENTION_BYTES,
+    Config,
+    to_plain,
+)
