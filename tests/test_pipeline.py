@@ -82,7 +82,8 @@ def test_floors_are_scored_like_the_generated_clips_and_reported(toy_run):
 def test_compare_writes_the_table_and_chart_and_refuses_other_scales(toy_run, tmp_path, capsys):
     other = tmp_path / "rvq_variant"
     shutil.copytree(toy_run, other, ignore=shutil.ignore_patterns("floors", "cache", ".lock"))
-    overrides = ["evaluate.bootstrap=5", "evaluate.floors=false"]
+    # the copy's own reference folder: another path with the same clips, so the FADs stay comparable
+    overrides = ["evaluate.bootstrap=5", "evaluate.floors=false", f"evaluate.reference={other / 'prepare' / 'synthetic' / 'eval'}"]
     from conftest import TOY
 
     assert foley("--out", str(other), "--stages", "evaluate", *_sets(TOY + overrides)) == 0
@@ -96,7 +97,7 @@ def test_compare_writes_the_table_and_chart_and_refuses_other_scales(toy_run, tm
     rows = list(csv.DictReader(open(out / "fad_comparison.csv")))
     assert [r["class"] for r in rows] == CLASSES + ["average"]
     assert rows[-1]["toy"] == mine["mean"]["fad"] and rows[-1]["rvq_variant ci_high"] == theirs["mean"]["ci_high"]
-    assert rows[0]["toy ci_low"] == ""
+    assert rows[0]["toy ci_low"] == "" and theirs["rain"]["reference"] == f"clips in {other / 'prepare' / 'synthetic' / 'eval'}"
     assert (out / "fad_comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     relabelled = (other / "evaluate" / "fad.csv").read_text().replace("dcase2023", "standard")
