@@ -112,23 +112,22 @@ def _floors(config: Config, ctx: StageContext, embedder: Embedder, protocol: Pro
     if not all(chosen.values()):
         missing = ", ".join(name for name, rows in chosen.items() if not rows)
         return {}, f"Not computed: prepare holds no real reference clips of {missing} (set data.reference)."
-    rows = [row for name in names for row in chosen[name]]
-    mels = torch.from_numpy(np.ascontiguousarray(np.load(ctx.dir("prepare") / "mels.npy", mmap_mode="r")[rows]))
+    all_mels = np.load(ctx.dir("prepare") / "mels.npy", mmap_mode="r")
     generator = load_generator(config, ctx.run_dir, ctx.device)
     results = {}
     for floor in FLOORS:
-        audio = floor_audio(floor, mels, generator.autoencoder, generator.vocoder, config.vocoder.batch_size,
-                            config.audio.clip_samples, ctx.device)
-        folder, start = ctx.dir(NAME) / "floors" / floor, 0
-        for name in names:
-            count = len(chosen[name])
-            write_clips(folder / name, list(range(count)), audio[start : start + count], config.audio.sample_rate)
-            start += count
+        folder = ctx.dir(NAME) / "floors" / floor
+        for name in names:  # one class at a time: memory stays at one class's clips
+            mels = torch.from_numpy(np.ascontiguousarray(all_mels[chosen[name]]))
+            audio = floor_audio(floor, mels, generator.autoencoder, generator.vocoder, config.vocoder.batch_size,
+                                config.audio.clip_samples, ctx.device)
+            write_clips(folder / name, list(range(len(audio))), audio, config.audio.sample_rate)
         files = class_files(folder, names)
         results[floor] = score_clips(files, embedder, protocol, reference.stats, extras, options, cross_class=False)
         log.info("evaluate: %s floor mean FAD %.3f", floor, results[floor].scores.mean)
+    cap = config.evaluate.floor_clips_per_class
     note = (
-        f"Real reference clips (prepare's log-mels of up to {config.evaluate.floor_clips_per_class or 'all'} clips "
+        f"Real reference clips (prepare's log-mels of {f'at most {cap}' if cap else 'all'} clips "
         f"per class) carried through part of this run's generator, then scored exactly like the generated clips: "
         f"vocoder floor = real log-mel -> vocoder ({generator.vocoder.name}); reconstruction floor = real log-mel "
         f"-> autoencoder (encode, quantise, decode) -> vocoder. The floors are made from the reference clips "
