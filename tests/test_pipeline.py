@@ -69,12 +69,12 @@ def test_floors_are_scored_like_the_generated_clips_and_reported(toy_run):
     for row in floors:
         assert np.isfinite(float(row["fad"])) and row["n_reference"] == ("210" if row["class"] == "mean" else "30")
         assert {k: row[k] for k in ("embedder", "protocol", "reference_id")} == {k: generated[k] for k in ("embedder", "protocol", "reference_id")}
-    assert all(r["clips"] == "3" and r["n_generated"] == "30" for r in floors if r["class"] != "mean")  # all 3 real clips
+    assert all(r["clips"] == "2" and r["n_generated"] == "20" for r in floors if r["class"] != "mean")  # capped: 2 of 3
     for floor in ("vocoder", "reconstruction"):
         files = sorted((toy_run / "evaluate" / "floors" / floor / "rain").glob("*.wav"))
-        assert [f.name for f in files] == ["0001.wav", "0002.wav", "0003.wav"] and sf.info(str(files[0])).frames == 88200
+        assert [f.name for f in files] == ["0001.wav", "0002.wav"] and sf.info(str(files[0])).frames == 88200
     report = (toy_run / "evaluate" / "report.md").read_text()
-    assert "## Quality floors" in report and "| class | vocoder floor (3 clips) | reconstruction floor (3 clips) | generated (2 clips) |" in report
+    assert "## Quality floors" in report and "| class | vocoder floor (2 clips) | reconstruction floor (2 clips) | generated (2 clips) |" in report
     vocoder_mean = next(float(r["fad"]) for r in floors if r["floor"] == "vocoder" and r["class"] == "mean")
     assert f"**{vocoder_mean:.3f}**" in report
 
