@@ -125,6 +125,34 @@ class FADInterval:
     resamples: int
 
 
+def bootstrap_scores(
+    clip_embeddings: Sequence[np.ndarray], reference: GaussianStats, seed: int, resamples: int = 200
+) -> np.ndarray:
+    """FADs (resamples,) of the clips resampled with replacement, against the fixed reference.
+
+    Clips (not windows) are drawn, so the windows of one clip stay together; the reference is held
+    fixed (official reference sets come as statistics only).
+    """
+    if len(clip_embeddings) < 2 or resamples < 2:
+        raise FoleyError("bootstrap needs at least 2 clips and 2 resamples")
+    rng = np.random.default_rng(seed)
+    clips = [np.asarray(c, dtype=np.float64) for c in clip_embeddings]
+    scores = []
+    for _ in range(resamples):
+        chosen = rng.integers(0, len(clips), size=len(clips))
+        scores.append(frechet_distance(reference, gaussian_stats(np.concatenate([clips[i] for i in chosen]))))
+    return np.array(scores)
+
+
+def percentile_interval(estimate: float, scores: np.ndarray, confidence: float = 0.95) -> FADInterval:
+    """The percentile interval of resampled scores around an estimate."""
+    if not 0.0 < confidence < 1.0:
+        raise FoleyError(f"confidence must be in (0, 1), got {confidence}")
+    tail = (1.0 - confidence) / 2 * 100
+    low, high = np.percentile(scores, [tail, 100 - tail])
+    return FADInterval(fad=estimate, low=float(low), high=float(high), confidence=confidence, resamples=len(scores))
+
+
 def bootstrap_fad(
     clip_embeddings: Sequence[np.ndarray],
     reference: GaussianStats,
@@ -132,22 +160,14 @@ def bootstrap_fad(
     resamples: int = 200,
     confidence: float = 0.95,
 ) -> FADInterval:
-    """FAD of the clips against reference, with a bootstrap interval over clips.
+    """FAD of the clips against reference, with a percentile bootstrap interval over clips.
 
-    Clips (not windows) are drawn with replacement, so the windows of one clip stay together; the
-    reference is held fixed (official reference sets come as statistics only). Duplicated clips
-    shrink a resample's spread, so resampled FADs lean high and the percentile interval can sit
-    above the estimate: read it as the sampling spread of the score, not as a bias correction.
+    Duplicated clips shrink a resample's spread, so resampled FADs lean high and the percentile
+    interval can sit above the estimate: read it as the sampling spread of the score, not as a
+    bias correction.
     """
-    if len(clip_embeddings) < 2 or resamples < 2 or not 0.0 < confidence < 1.0:
-        raise FoleyError("bootstrap needs at least 2 clips, 2 resamples and a confidence in (0, 1)")
-    rng = np.random.default_rng(seed)
-    clips = [np.asarray(c, dtype=np.float64) for c in clip_embeddings]
-    scores = []
-    for _ in range(resamples):
-        chosen = rng.integers(0, len(clips), size=len(clips))
-        scores.append(frechet_distance(reference, gaussian_stats(np.concatenate([clips[i] for i in chosen]))))
-    tail = (1.0 - confidence) / 2 * 100
-    low, high = np.percentile(scores, [tail, 100 - tail])
-    estimate = frechet_distance(reference, gaussian_stats(np.concatenate(clips)))
-    return FADInterval(fad=estimate, low=float(low), high=float(high), confidence=confidence, resamples=resamples)
+    if not 0.0 < confidence < 1.0:
+        raise FoleyError(f"confidence must be in (0, 1), got {confidence}")
+    scores = bootstrap_scores(clip_embeddings, reference, seed, resamples)
+    estimate = frechet_distance(reference, gaussian_stats(np.concatenate([np.asarray(c) for c in clip_embeddings])))
+    return percentile_interval(estimate, scores, confidence)

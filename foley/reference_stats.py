@@ -153,3 +153,19 @@ def load_reference(
     if embedder is None or protocol is None:
         raise FoleyError(f"reference '{source}' holds clips: computing their statistics needs an embedder and a protocol")
     return reference_from_folder(source, class_names, embedder, protocol, relax_checks, options)
+
+
+def reference_digest(source: str | Path, class_names: Sequence[str]) -> str:
+    """A short content hash naming a reference: of the .npz file, of the classes' official pickles,
+    or of every class's clip contents (names and paths do not enter it)."""
+    source = Path(source)
+    digest = hashlib.sha256()
+    if source.is_file():
+        digest.update(source.read_bytes())
+    elif any((source / name / OFFICIAL_FILE).is_file() for name in class_names):
+        for name in class_names:
+            digest.update(name.encode() + b"\0" + (source / name / OFFICIAL_FILE).read_bytes())
+    else:
+        for name, files in class_files(source, class_names).items():
+            digest.update("\n".join([name, *sorted(content_keys(files))]).encode() + b"\0")
+    return digest.hexdigest()[:12]

@@ -12,6 +12,7 @@ import yaml
 from foley.config import builtin_config_names, config_from_dict, load_config
 from foley.errors import FoleyError, RunError
 from stages import STAGE_NAMES
+from stages.eval_cli import add_bench_fad, add_eval_commands
 
 # Commands import torch and the models only once their arguments and config have been checked,
 # so a bad key or path fails in a fraction of a second.
@@ -66,7 +67,16 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=1234)
     synth.add_argument("--config", default="base", help="config giving class names and audio format")
     synth.set_defaults(handler=cmd_synth_data)
+    add_eval_commands(commands, common)
+    add_bench_commands(commands, common)
     return parser
+
+
+def add_bench_commands(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """`foley bench <what>`: speed on the current device; each benchmark is one sub-parser."""
+    bench = commands.add_parser("bench", help="benchmarks (no run folder, no data)")
+    benches = bench.add_subparsers(dest="bench", required=True)
+    add_bench_fad(benches, common)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

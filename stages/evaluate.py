@@ -1,94 +1,157 @@
-"""evaluate: per-class FAD of the generated clips against the real reference clips.
+"""evaluate: per-class FAD of the generated clips, and of the quality floors, against the reference.
 
-Writes fad.csv (class, fad, n_generated, n_reference, embedder, protocol, plus a mean row),
-fad_matrix.csv (generated class x reference class) and report.md. Embeddings and statistics are
+The embedder, protocol and reference come from the config's evaluate section (reference null: the
+real clips prepare read, data.reference or the synthetic held-out set). Writes fad.csv (per class
+and mean; CIs and FAD-inf when enabled), fad_matrix.csv (generated class x reference class),
+floors.csv with floors/<vocoder|reconstruction>/<class>/NNNN.wav (real clips through the run's
+vocoder, and through its autoencoder and vocoder), and report.md. Embeddings and statistics are
 cached in <run>/cache, keyed by clip content, embedder and protocol.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 
-from foley.builtin_embedder import BuiltinEmbedder
+import numpy as np
+import torch
+
 from foley.config import Config
-from foley.embedding import EmbedOptions
-from foley.evaluation import ClassScores, score_classes
-from foley.fad_protocols import class_files, enforce_inputs, get_protocol
-from foley.reference_stats import clips_stats, load_reference, require_compatible
-from stages.context import StageContext, write_csv
-from stages.manifest import stage_details
+from foley.atomic import write_text_atomic
+from foley.embedders import build_embedder, describe_embedder
+from foley.embedding import EmbedOptions, Embedder
+from foley.errors import CheckpointError, ConfigError, DataError
+from foley.evaluation import ExtraStatistics, SetScores, score_clips
+from foley.fad_protocols import Protocol, class_files, enforce_inputs, get_protocol
+from foley.floors import FLOORS, floor_audio
+from foley.reference_stats import ReferenceStats, load_reference, reference_digest, require_compatible
+from foley.vggish_weights import missing_weights_message
+from stages.context import StageContext, read_index, write_csv
+from stages.evaluate_report import FAD_FIELDS, FLOOR_FIELDS, Provenance, fad_rows, render_report
+from stages.manifest import stage_details, update_fingerprint
+from stages.sample import load_generator, write_clips
 
 NAME = "evaluate"
-SECTIONS = ("evaluate",)
-UPSTREAM = ("prepare", "sample")
-FAD_FIELDS = ("class", "fad", "n_generated", "n_reference", "embedder", "protocol")
+SECTIONS = ("evaluate", "vocoder", "seed")
+UPSTREAM = ("prepare", "train_vqvae", "sample")
 log = logging.getLogger(__name__)
+
+
+def preflight(config: Config) -> None:
+    """Fail before any stage runs when evaluation could not: weights or reference missing."""
+    settings = config.evaluate
+    if settings.embedder == "vggish" and not Path(settings.vggish_weights).is_file():
+        raise CheckpointError(missing_weights_message(settings.vggish_weights))
+    if settings.reference is not None and not Path(settings.reference).exists():
+        raise DataError(f"config key 'evaluate.reference': '{settings.reference}' does not exist (give an .npz, "
+                        "a folder of <class>/gt_embedding.pkl, or a folder of <class>/*.wav)")
+    if settings.reference is None and config.data.root is not None and config.data.reference is None:
+        raise ConfigError("evaluate has no reference: set data.reference (--reference) to real clips, "
+                          "or evaluate.reference to statistics or clips")
+
+
+def external_inputs(config: Config) -> str:
+    """A fingerprint of the files evaluate reads from outside the run: the reference and the weights."""
+    digest = hashlib.sha256()
+    for path in (config.evaluate.reference, config.evaluate.vggish_weights):
+        digest.update(b"<none>" if path is None else path.encode())
+        if path is not None:
+            update_fingerprint(digest, Path(path))
+    return digest.hexdigest()[:16]
 
 
 def run(config: Config, ctx: StageContext) -> dict:
     out = ctx.dir(NAME)
     settings = config.evaluate
     names = config.data.eval_class_names
-    embedder, protocol = BuiltinEmbedder(), get_protocol(settings.protocol)
+    embedder = build_embedder(settings.embedder, settings.vggish_weights, ctx.device)
+    protocol = get_protocol(settings.protocol)
     options = EmbedOptions(settings.batch_size, str(ctx.device), ctx.run_dir / "cache", ctx.progress)
+    reference, provenance = _reference(config, ctx, embedder, protocol, options)
+    extras = ExtraStatistics(settings.fad_inf, settings.bootstrap, seed=config.seed)
     generated_files = class_files(ctx.dir("sample") / "samples", names)
     if protocol.official_checks:
         enforce_inputs(generated_files, settings.relax_checks)
-    generated = {name: clips_stats(files, embedder, protocol, options) for name, files in generated_files.items()}
-    source = Path(stage_details(ctx.run_dir, "prepare")["reference_dir"])
-    reference = load_reference(source, names, embedder, protocol, settings.relax_checks, options)
-    require_compatible(reference, protocol, embedder)
-    scores = score_classes(names, generated, reference.stats)
-    how = f"embedder {embedder.description()}, protocol {protocol.name}, reference {reference.source}"
-    _write_tables(out, scores, embedder.name, protocol.name)
-    (out / "report.md").write_text(render_report(config.name, scores, how))
-    log.info("evaluate: mean FAD %.3f over %d classes (%s / %s)", scores.mean, len(names), embedder.name, protocol.name)
+    generated = score_clips(generated_files, embedder, protocol, reference.stats, extras, options)
+    floors, floors_note = _floors(config, ctx, embedder, protocol, reference, extras, options)
+    _write_tables(out, generated, floors, provenance)
+    write_text_atomic(out / "report.md", render_report(config.name, generated, provenance, floors, floors_note))
+    log.info("evaluate: mean FAD %.3f over %d classes (%s / %s)", generated.scores.mean, len(names),
+             embedder.name, protocol.name)
     return {
-        "mean_fad": scores.mean,
-        "fad": dict(zip(names, map(float, scores.fad))),
-        "embedder": embedder.name,
-        "protocol": protocol.name,
-        "reference": reference.source,
-        "classes_separated": sum(scores.separated()),
+        "mean_fad": generated.scores.mean,
+        "fad": dict(zip(names, map(float, generated.scores.fad))),
+        **provenance.columns(),
+        "classes_separated": sum(generated.scores.separated()),
+        "floors_mean_fad": {floor: result.scores.mean for floor, result in floors.items()},
     }
 
 
-def _write_tables(out: Path, scores: ClassScores, embedder: str, protocol: str) -> None:
-    common = {"embedder": embedder, "protocol": protocol}
-    rows = [
-        {"class": name, "fad": f"{fad:.6f}", "n_generated": g, "n_reference": r, **common}
-        for name, fad, g, r in zip(scores.class_names, scores.fad, scores.n_generated, scores.n_reference)
-    ]
-    rows.append({"class": "mean", "fad": f"{scores.mean:.6f}", "n_generated": sum(scores.n_generated),
-                 "n_reference": sum(scores.n_reference), **common})
-    write_csv(out / "fad.csv", FAD_FIELDS, rows)
+def _reference(config: Config, ctx: StageContext, embedder: Embedder, protocol: Protocol,
+               options: EmbedOptions) -> tuple[ReferenceStats, Provenance]:
+    settings = config.evaluate
+    source = settings.reference or stage_details(ctx.run_dir, "prepare").get("reference_dir")
+    if source is None:
+        raise ConfigError("evaluate has no reference: set data.reference (--reference) or evaluate.reference")
+    names = config.data.eval_class_names
+    reference = load_reference(source, names, embedder, protocol, settings.relax_checks, options)
+    require_compatible(reference, protocol, embedder)
+    provenance = Provenance(embedder.name, describe_embedder(embedder), protocol.name, reference.source,
+                            reference_digest(source, names))
+    return reference, provenance
+
+
+def _floors(config: Config, ctx: StageContext, embedder: Embedder, protocol: Protocol, reference: ReferenceStats,
+            extras: ExtraStatistics, options: EmbedOptions) -> tuple[dict[str, SetScores], str]:
+    """Score the floors; also returns the report's sentence on how they were made (or why not)."""
+    if not config.evaluate.floors:
+        return {}, "Not computed (evaluate.floors is false)."
+    names = config.data.eval_class_names
+    chosen = _floor_rows(ctx, names, config.evaluate.floor_clips_per_class)
+    if not all(chosen.values()):
+        missing = ", ".join(name for name, rows in chosen.items() if not rows)
+        return {}, f"Not computed: prepare holds no real reference clips of {missing} (set data.reference)."
+    all_mels = np.load(ctx.dir("prepare") / "mels.npy", mmap_mode="r")
+    generator = load_generator(config, ctx.run_dir, ctx.device)
+    results = {}
+    for floor in FLOORS:
+        folder = ctx.dir(NAME) / "floors" / floor
+        for name in names:  # one class at a time: memory stays at one class's clips
+            mels = torch.from_numpy(np.ascontiguousarray(all_mels[chosen[name]]))
+            audio = floor_audio(floor, mels, generator.autoencoder, generator.vocoder, config.vocoder.batch_size,
+                                config.audio.clip_samples, ctx.device)
+            write_clips(folder / name, list(range(len(audio))), audio, config.audio.sample_rate)
+        files = class_files(folder, names)
+        results[floor] = score_clips(files, embedder, protocol, reference.stats, extras, options, cross_class=False)
+        log.info("evaluate: %s floor mean FAD %.3f", floor, results[floor].scores.mean)
+    cap = config.evaluate.floor_clips_per_class
+    note = (
+        f"Real reference clips (prepare's log-mels of {f'at most {cap}' if cap else 'all'} clips "
+        f"per class) carried through part of this run's generator, then scored exactly like the generated clips: "
+        f"vocoder floor = real log-mel -> vocoder ({generator.vocoder.name}); reconstruction floor = real log-mel "
+        f"-> autoencoder (encode, quantise, decode) -> vocoder. The floors are made from the reference clips "
+        f"themselves, so they are optimistic bounds. Vocoder floor -> reconstruction floor is what the codes lose; "
+        f"reconstruction floor -> generated is what the prior loses. Clips: `evaluate/floors/<floor>/<class>/`."
+    )
+    return results, note
+
+
+def _floor_rows(ctx: StageContext, names: tuple[str, ...], cap: int) -> dict[str, list[int]]:
+    """prepare's mel rows of the reference split per class, in index order, at most cap each (0: all)."""
+    chosen: dict[str, list[int]] = {name: [] for name in names}
+    for row in read_index(ctx):
+        if row["split"] == "reference" and row["class_name"] in chosen:
+            if cap == 0 or len(chosen[row["class_name"]]) < cap:
+                chosen[row["class_name"]].append(int(row["row"]))
+    return chosen
+
+
+def _write_tables(out: Path, generated: SetScores, floors: dict[str, SetScores], provenance: Provenance) -> None:
+    write_csv(out / "fad.csv", FAD_FIELDS, fad_rows(generated, provenance))
+    floor_rows = [{"floor": floor, **row} for floor, result in floors.items() for row in fad_rows(result, provenance)]
+    write_csv(out / "floors.csv", FLOOR_FIELDS, floor_rows)
+    scores = generated.scores
     header = ("generated \\ reference",) + scores.class_names
     matrix = [dict(zip(header, (name, *(f"{v:.6f}" for v in row)))) for name, row in zip(scores.class_names, scores.matrix)]
     write_csv(out / "fad_matrix.csv", header, matrix)
-
-
-def render_report(run_name: str, scores: ClassScores, how: str) -> str:
-    separated = scores.separated()
-    lines = [
-        f"# foley run report: {run_name}",
-        "",
-        f"Per-class FAD of the generated clips (`sample/samples/<class>/`) against real reference clips; "
-        f"{how}. Counts are embeddings (windows). Lower is better.",
-        "",
-        "| class | FAD | generated | reference | closest reference class is its own |",
-        "|---|---|---|---|---|",
-    ]
-    for name, fad, g, r, ok in zip(scores.class_names, scores.fad, scores.n_generated, scores.n_reference, separated):
-        lines.append(f"| {name} | {fad:.3f} | {g} | {r} | {'yes' if ok else 'no'} |")
-    lines += [f"| **mean** | **{scores.mean:.3f}** | | | {sum(separated)} of {len(separated)} |", ""]
-    lines += [
-        "## Generated class (rows) x reference class (columns)",
-        "",
-        "| generated \\ reference | " + " | ".join(scores.class_names) + " |",
-        "|---|" + "---|" * len(scores.class_names),
-    ]
-    for name, row in zip(scores.class_names, scores.matrix):
-        cells = [f"**{v:.2f}**" if v == row.min() else f"{v:.2f}" for v in row]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"

@@ -60,6 +60,15 @@ def outputs_intact(stage_dir: Path, manifest: dict[str, Any]) -> bool:
     return all((stage_dir / name).is_file() and (stage_dir / name).stat().st_size == size for name, size in recorded.items())
 
 
+def update_fingerprint(digest: Any, path: Path) -> None:
+    """Feed digest every file under path (or path itself): relative name, size and mtime."""
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path] if path.is_file() else []
+    for file in files:
+        stat = file.stat()
+        name = file.relative_to(path) if path.is_dir() else file.name
+        digest.update(f"{name}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+
+
 def versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 

@@ -18,6 +18,7 @@ from foley.data.mel_cache import build_mel_cache
 from foley.data.synth import write_synthetic_set
 from foley.errors import DataError
 from stages.context import INDEX_FIELDS, StageContext, write_csv
+from stages.manifest import update_fingerprint
 
 NAME = "prepare"
 SECTIONS = ("data", "audio", "mel")
@@ -33,11 +34,7 @@ def external_inputs(config: Config) -> str:
         if folder is None:
             digest.update(b"<synthetic>")
             continue
-        root = Path(folder)
-        for path in sorted(root.rglob("*")) if root.is_dir() else []:
-            if path.is_file():
-                stat = path.stat()
-                digest.update(f"{path.relative_to(root)}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+        update_fingerprint(digest, Path(folder))
     return digest.hexdigest()[:16]
 
 

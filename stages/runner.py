@@ -4,7 +4,9 @@ Each stage records in its manifest the hash of every config section it reads and
 hashes of the upstream stages it consumed. A stage is skipped when both are unchanged and its
 outputs are intact; otherwise it re-runs (its earlier outputs are replaced, and the log says why),
 and since its outputs then change, everything downstream re-runs too. A stage left unfinished by a
-kill resumes: trainers continue from their last checkpoint.
+kill resumes: trainers continue from their last checkpoint. A stage may define preflight(config),
+called for every selected stage before any runs, to refuse early what it could not do (missing
+weights, a missing reference).
 """
 
 from __future__ import annotations
@@ -42,10 +44,14 @@ def run_pipeline(config: Config, ctx: StageContext, stages: tuple[str, ...] = ST
     unknown = [s for s in stages if s not in STAGE_NAMES]
     if unknown:
         raise RunError(f"unknown stage(s) {', '.join(unknown)}; stages are {', '.join(STAGE_NAMES)}")
+    selected = [module for module in STAGES if module.NAME in stages]
+    for module in selected:  # a stage that cannot run says so before any stage starts
+        if hasattr(module, "preflight"):
+            module.preflight(config)
     ctx.run_dir.mkdir(parents=True, exist_ok=True)
     with run_lock(ctx.run_dir):
         write_text_atomic(ctx.run_dir / "config.yaml", dump_config(config))
-        return [_run_stage(module, config, ctx, force) for module in STAGES if module.NAME in stages]
+        return [_run_stage(module, config, ctx, force) for module in selected]
 
 
 def _run_stage(module, config: Config, ctx: StageContext, force: bool) -> StageOutcome:

@@ -25,6 +25,7 @@ TOY = [
     "vocoder.griffinlim.n_iter=2",
     "evaluate.batch_size=8",
     "evaluate.relax_checks=true",
+    "evaluate.floor_clips_per_class=2",
 ]
 
 

@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -57,6 +58,54 @@ def test_run_writes_samples_fad_report_and_manifests(toy_run):
     assert "Generated class (rows) x reference class (columns)" in report and "builtin-mfcc-v1" in report
     matrix = list(csv.reader(open(toy_run / "evaluate" / "fad_matrix.csv")))
     assert len(matrix) == 8 and len(matrix[0]) == 8
+    assert rows[0]["reference"].startswith("clips in ") and len(rows[0]["reference_id"]) == 12
+    assert rows[0]["ci_low"] == rows[0]["fad_inf"] == "" and rows[0]["clips"] == "2"
+
+
+def test_floors_are_scored_like_the_generated_clips_and_reported(toy_run):
+    floors = list(csv.DictReader(open(toy_run / "evaluate" / "floors.csv")))
+    assert [(r["floor"], r["class"]) for r in floors] == [(f, c) for f in ("vocoder", "reconstruction") for c in CLASSES + ["mean"]]
+    generated = list(csv.DictReader(open(toy_run / "evaluate" / "fad.csv")))[0]
+    for row in floors:
+        assert np.isfinite(float(row["fad"])) and row["n_reference"] == ("210" if row["class"] == "mean" else "30")
+        assert {k: row[k] for k in ("embedder", "protocol", "reference_id")} == {k: generated[k] for k in ("embedder", "protocol", "reference_id")}
+    assert all(r["clips"] == "2" and r["n_generated"] == "20" for r in floors if r["class"] != "mean")  # capped: 2 of 3
+    for floor in ("vocoder", "reconstruction"):
+        files = sorted((toy_run / "evaluate" / "floors" / floor / "rain").glob("*.wav"))
+        assert [f.name for f in files] == ["0001.wav", "0002.wav"] and sf.info(str(files[0])).frames == 88200
+    report = (toy_run / "evaluate" / "report.md").read_text()
+    assert "## Quality floors" in report and "| class | vocoder floor (2 clips) | reconstruction floor (2 clips) | generated (2 clips) |" in report
+    vocoder_mean = next(float(r["fad"]) for r in floors if r["floor"] == "vocoder" and r["class"] == "mean")
+    assert f"**{vocoder_mean:.3f}**" in report
+
+
+def test_compare_writes_the_table_and_chart_and_refuses_other_scales(toy_run, tmp_path, capsys):
+    other = tmp_path / "rvq_variant"
+    shutil.copytree(toy_run, other, ignore=shutil.ignore_patterns("floors", "cache", ".lock"))
+    # the copy's own reference folder: another path with the same clips, so the FADs stay comparable
+    overrides = ["evaluate.bootstrap=5", "evaluate.floors=false", f"evaluate.reference={other / 'prepare' / 'synthetic' / 'eval'}"]
+    from conftest import TOY
+
+    assert foley("--out", str(other), "--stages", "evaluate", *_sets(TOY + overrides)) == 0
+    out = tmp_path / "table"
+    assert main(["compare", str(toy_run), str(other), "--out", str(out), "-q"]) == 0
+    table = (out / "fad_comparison.md").read_text()
+    assert "| class | toy | rvq_variant |" in table and "builtin-mfcc-v1" in table and "protocol dcase2023" in table
+    mine = {r["class"]: r for r in csv.DictReader(open(toy_run / "evaluate" / "fad.csv"))}
+    theirs = {r["class"]: r for r in csv.DictReader(open(other / "evaluate" / "fad.csv"))}
+    assert f"| 5 rain | {float(mine['rain']['fad']):.2f} | {float(theirs['rain']['fad']):.2f} [{float(theirs['rain']['ci_low']):.2f}, " in table
+    rows = list(csv.DictReader(open(out / "fad_comparison.csv")))
+    assert [r["class"] for r in rows] == CLASSES + ["average"]
+    assert rows[-1]["toy"] == mine["mean"]["fad"] and rows[-1]["rvq_variant ci_high"] == theirs["mean"]["ci_high"]
+    assert rows[0]["toy ci_low"] == "" and theirs["rain"]["reference"] == f"clips in {other / 'prepare' / 'synthetic' / 'eval'}"
+    assert (out / "fad_comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    relabelled = (other / "evaluate" / "fad.csv").read_text().replace("dcase2023", "standard")
+    (other / "evaluate" / "fad.csv").write_text(relabelled)
+    assert main(["compare", str(toy_run), str(other), "--out", str(tmp_path / "no"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "not comparable" in err and "toy: embedder builtin-mfcc-v1, protocol dcase2023" in err and "protocol standard" in err
+    assert not (tmp_path / "no").exists()
     for stage in STAGE_NAMES:
         manifest = _manifest(toy_run, stage)
         assert manifest["status"] == "complete" and manifest["outputs_hash"] and manifest["versions"]["torch"]

@@ -10,7 +10,8 @@ from foley import vggish_input
 from foley.embedding import EmbedOptions, benchmark_embedder, embed_clips
 from foley.errors import CheckpointError, FoleyError
 from foley.fad_protocols import DCASE2023, STANDARD, ClipArray
-from foley.models.vggish import WEIGHTS_FILE, WEIGHTS_URL, VGGish, VGGishEmbedder, load_vggish
+from foley.models.vggish import VGGish, VGGishEmbedder, load_vggish
+from foley.vggish_weights import WEIGHTS_FILE, WEIGHTS_URL
 
 TORCHVGGISH_SHAPES = {
     "features.0.weight": (64, 1, 3, 3), "features.0.bias": (64,),

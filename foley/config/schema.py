@@ -14,6 +14,7 @@ from typing import Any
 
 from foley import shapes
 from foley.errors import ConfigError
+from foley.vggish_weights import missing_weights_message
 
 
 @dataclass(frozen=True)
@@ -243,20 +244,34 @@ class VocoderConfig:
         _require(self.batch_size >= 1, f"{path}.batch_size", "must be at least 1")
 
 
-EMBEDDERS = ("builtin",)
+EMBEDDERS = ("builtin", "vggish")
 FAD_PROTOCOLS = ("dcase2023", "standard")
 
 
 @dataclass(frozen=True)
 class EvaluateConfig:
     embedder: str
+    vggish_weights: str | None
     protocol: str
     relax_checks: bool
+    reference: str | None
+    fad_inf: bool
+    bootstrap: int
+    floors: bool
+    floor_clips_per_class: int
     batch_size: int
 
     def check(self, path: str) -> None:
         _require(self.embedder in EMBEDDERS, f"{path}.embedder", f"must be one of {', '.join(EMBEDDERS)}")
+        if self.embedder == "vggish" and self.vggish_weights is None:
+            raise ConfigError(f"config key '{path}.vggish_weights' is null: {missing_weights_message(None)}")
         _require(self.protocol in FAD_PROTOCOLS, f"{path}.protocol", f"must be one of {', '.join(FAD_PROTOCOLS)}")
+        _require(self.bootstrap == 0 or self.bootstrap >= 2, f"{path}.bootstrap", "must be 0 (off) or at least 2 resamples")
+        _require(
+            self.floor_clips_per_class >= 0,
+            f"{path}.floor_clips_per_class",
+            "must be >= 0 (0 = every reference clip)",
+        )
         _require(self.batch_size >= 1, f"{path}.batch_size", "must be at least 1")
 
 

@@ -23,9 +23,8 @@ import torch.nn as nn
 
 from foley import vggish_input
 from foley.errors import CheckpointError, FoleyError
+from foley.vggish_weights import WEIGHTS_FILE, missing_weights_message
 
-WEIGHTS_FILE = "vggish-10086976.pth"
-WEIGHTS_URL = "https://github.com/harritaylor/torchvggish/releases/download/v0.1/vggish-10086976.pth"
 CONV_CHANNELS = ((64,), (128,), (256, 256), (512, 512))  # convolutions per block, each block then max-pooled
 HIDDEN = 4096
 EMBEDDING_SIZE = 128
@@ -60,14 +59,6 @@ class VGGish(nn.Module):
         return self.embeddings(maps.permute(0, 2, 3, 1).flatten(1))
 
 
-def _missing_weights_message(path: Path) -> str:
-    return (
-        f"VGGish weights not found at '{path}'. FAD with the vggish embedder needs torchvggish's "
-        f"'{WEIGHTS_FILE}', released at {WEIGHTS_URL} ; download it on a machine with network "
-        f"access and pass its path with --vggish-weights (or evaluate.vggish_weights in the config)."
-    )
-
-
 def _unallocated() -> VGGish:
     with torch.device("meta"):
         return VGGish()
@@ -94,7 +85,7 @@ def load_vggish(path: str | Path, device: torch.device | str = "cpu") -> VGGish:
     """The network with the weights at path (a torchvggish state dict), in eval mode on device."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(_missing_weights_message(path))
+        raise CheckpointError(missing_weights_message(path))
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError) as err:
@@ -136,6 +127,9 @@ class VGGishEmbedder:
         """Load the weights and name the embedder by the first 12 hex digits of their SHA-256."""
         model = load_vggish(path, device)
         return cls(model, file_digest(Path(path))[:12])
+
+    def description(self) -> str:
+        return f"{self.name} (VGGish, 128-d pre-ReLU embedding without PCA; weights named by their SHA-256)"
 
     def embed(self, windows: torch.Tensor) -> torch.Tensor:
         shortest = vggish_input.EXAMPLE_SAMPLES
