@@ -101,17 +101,17 @@ def _deep_merge(base: dict[str, Any], update: Mapping[str, Any]) -> None:
 def _apply_override(document: dict[str, Any], override: str) -> None:
     key, sep, text = override.partition("=")
     if not sep or not key.strip():
-        raise ConfigError(f"override '{override}' must look like key.path=value (e.g. prior.channel=128)")
+        raise ConfigError(f"override {override!r} must look like key.path=value (e.g. prior.channel=128)")
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError:
-        raise ConfigError(f"override '{override}': the value is not valid YAML") from None
+        raise ConfigError(f"override {override!r}: the value is not valid YAML") from None
     parts = key.strip().split(".")
     node = document
     for depth, part in enumerate(parts[:-1]):
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            raise ConfigError(f"override '{override}': '{'.'.join(parts[:depth + 1])}' is not a section")
+            raise ConfigError(f"override {override!r}: {'.'.join(parts[:depth + 1])!r} is not a section")
         node = child
     node[parts[-1]] = value
 
@@ -126,7 +126,7 @@ def _build(cls: type, data: Any, path: str) -> Any:
         if key not in fields:
             near = difflib.get_close_matches(str(key), list(fields), n=1)
             hint = f"; did you mean '{_join(path, near[0])}'?" if near else f"; valid keys: {', '.join(fields)}"
-            raise ConfigError(f"unknown config key '{_join(path, str(key))}'{hint}")
+            raise ConfigError(f"unknown config key {_join(path, str(key))!r}{hint}")
     values = {}
     for name in fields:
         if name not in data:

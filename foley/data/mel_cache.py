@@ -96,7 +96,8 @@ def _finalise(tmp: Path, out_path: Path, rows: int) -> None:
         trimmed_tmp = tmp.with_name(tmp.name + ".trim")
         trimmed = np.lib.format.open_memmap(trimmed_tmp, mode="w+", dtype=full.dtype, shape=(rows, *full.shape[1:]))
         for first in range(0, rows, 256):
-            trimmed[first : first + 256] = full[first : first + 256]
+            last = min(first + 256, rows)
+            trimmed[first:last] = full[first:last]
         trimmed.flush()
         del trimmed, full
         os.replace(trimmed_tmp, tmp)
