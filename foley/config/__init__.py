@@ -26,6 +26,7 @@ from foley.config.schema import (
     GriffinLimConfig,
     VOCODERS,
     CHANNEL_DIVISORS,
+    DCASE_HIFIGAN_HINT,
     HiFiGANTrainConfig,
     HiFiGANVocoderConfig,
     VocoderConfig,
