@@ -52,7 +52,7 @@ class Vocoder(Protocol):
     def __call__(self, mels: torch.Tensor) -> torch.Tensor:
         """Log-mels (B, n_mels, T) -> waveforms (B, T * hop_length), on the vocoder's device."""
 
-    def to(self, device: str | torch.device) -> "Vocoder":
+    def to(self, device: str | torch.device) -> Vocoder:
         """Compute on `device` from now on; returns the vocoder."""
 
 
@@ -130,7 +130,7 @@ def check_mel_settings(hifigan: HiFiGANConfig, config: Config, source: str) -> N
     wrong = [
         f"{key} {getattr(hifigan, key)!r} where the run has {run_key} {config.section(run_key)!r}"
         for key, run_key in MEL_KEYS.items()
-        if float(getattr(hifigan, key)) != float(config.section(run_key))
+        if getattr(hifigan, key) is None or float(getattr(hifigan, key)) != float(config.section(run_key))
     ]
     if wrong:
         raise ConfigError(f"{source} does not take the run's mel: {'; '.join(wrong)}. Use a HiFi-GAN trained on "

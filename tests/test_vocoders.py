@@ -13,15 +13,8 @@ from foley.errors import CheckpointError, ConfigError
 from foley.models.hifigan import Generator, HiFiGANConfig, HiFiGANVocoder
 from foley.vocoders import GriffinLim, build_vocoder, vocode_all
 from stages.cli import main
+from test_hifigan import one_thread  # noqa: F401  (autouse fixture: one torch thread on shared CPUs)
 from toy_hifigan import TOY_HIFIGAN, write_toy_hifigan
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def hifigan_config(checkpoint, config_json, *more):
