@@ -283,10 +283,10 @@ class HiFiGANVocoderConfig:
         for key, what in expected.items():
             name = getattr(self, key)
             _require(name is None or Path(name).is_file(), f"{path}.{key}",
-                     f"names '{name}', which does not exist; expected {what}")
+                     f"names {name!r}, which does not exist; expected {what}")
         base = self.train.base
         _require(base is None or Path(base).is_file(), f"{path}.train.base",
-                 f"names '{base}', which does not exist; expected an official HiFi-GAN config JSON to train with "
+                 f"names {base!r}, which does not exist; expected an official HiFi-GAN config JSON to train with "
                  "(or null for the DCASE baseline's)")
 
 
