@@ -81,6 +81,6 @@ def clip_paths(ctx: StageContext, val_clips: int) -> tuple[list[str], list[str],
     rows = read_index(ctx)
     train = [r["path"] for r in rows if r["split"] == "train"]
     val = [r["path"] for r in rows if r["split"] == "val"]
-    pool, source = (val, "validation split") if val else (train, "training clips (the run has no validation split)")
+    pool, source = (val, "clips of the validation split") if val else (train, "training clips (no validation split)")
     picks = np.unique(np.linspace(0, len(pool) - 1, min(val_clips, len(pool))).round().astype(int))
     return train, [pool[i] for i in picks], f"{len(picks)} {source}"

@@ -98,7 +98,7 @@ def test_training_lowers_validation_mel_l1_and_the_run_samples_with_it(base, tmp
 
     trained = details(run, "train_vocoder")
     assert trained["trained"] and trained["steps"] == 12 and trained["generator"] == "g_00000011"
-    assert trained["train_clips"] == 21 and trained["validation"] == "3 validation split"
+    assert trained["train_clips"] == 21 and trained["validation"] == "3 clips of the validation split"
     print(f"validation mel L1 {trained['val_mel_l1_untrained']:.3f} -> {trained['val_mel_l1']:.3f}")
     assert trained["val_mel_l1"] < 0.7 * trained["val_mel_l1_untrained"]
     metrics = list(csv.DictReader(open(run / "train_vocoder" / "metrics.csv")))
