@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import itertools
 import re
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch.optim.lr_scheduler import ExponentialLR
 
+from foley.atomic import write_text_atomic
 from foley.audio import log_mel
 from foley.checkpoint import save_checkpoint
 from foley.errors import CheckpointError
@@ -30,6 +32,7 @@ FEATURE_LOSS_WEIGHT = 2.0
 PEAK_LEVEL = 0.95  # the official loader scales each clip to this peak
 DISCRIMINATOR_KEYS = ("mpd", "msd", "optim_g", "optim_d", "steps", "epoch")
 CHECKPOINT_NAME = re.compile(r"^(g|do)_(\d{8})$")
+CONFIG_NAME = "config.json"  # the official train.py keeps a copy of its config beside the checkpoints
 
 
 @dataclass
@@ -182,6 +185,7 @@ def validation_mel_l1(generator: Generator, clips: torch.Tensor, batch_size: int
 class TrainingProgress:
     steps: int  # the step last completed when the checkpoint was written
     epoch: int  # the epoch (0-based) in progress then; the scheduler had stepped this many times
+    extra: dict = field(default_factory=dict)  # the do_ file's entries beyond the official ones
 
     @property
     def next_step(self) -> int:
@@ -193,32 +197,59 @@ def checkpoint_paths(directory: str | Path, steps: int) -> tuple[Path, Path]:
 
 
 def save_training_checkpoint(
-    directory: str | Path, steps: int, epoch: int, models: HiFiGANModels, optimizers: HiFiGANOptimizers
+    directory: str | Path, steps: int, epoch: int, models: HiFiGANModels, optimizers: HiFiGANOptimizers,
+    extra: dict | None = None,
 ) -> tuple[Path, Path]:
     """Write g_{steps:08d} = {'generator'} then do_{steps:08d} = {'mpd', 'msd', 'optim_g', 'optim_d',
-    'steps', 'epoch'}, each atomically; a pair is complete once its do_ file exists."""
+    'steps', 'epoch'} (plus `extra` entries, which the official code ignores), each atomically; a pair
+    is complete once its do_ file exists."""
+    clash = sorted(set(extra or {}) & set(DISCRIMINATOR_KEYS))
+    if clash:
+        raise ValueError(f"extra checkpoint entries must not replace official ones: {', '.join(clash)}")
     g_path, do_path = checkpoint_paths(directory, steps)
     save_checkpoint(g_path, {"generator": models.generator.state_dict()})
     save_checkpoint(do_path, {
         "mpd": models.mpd.state_dict(), "msd": models.msd.state_dict(),
         "optim_g": optimizers.optim_g.state_dict(), "optim_d": optimizers.optim_d.state_dict(),
-        "steps": steps, "epoch": epoch,
+        "steps": steps, "epoch": epoch, **(extra or {}),
     })
     return g_path, do_path
 
 
+def save_training_config(directory: str | Path, config: HiFiGANConfig) -> Path:
+    """The official config JSON of a training run, as config.json beside its checkpoints."""
+    path = Path(directory) / CONFIG_NAME
+    write_text_atomic(path, json.dumps(config.to_dict(), indent=2))
+    return path
+
+
+def prune_checkpoints(directory: str | Path, keep: int) -> list[int]:
+    """Delete all but the newest `keep` complete g_/do_ pairs (keep 0: delete nothing); returns the deleted steps."""
+    steps = complete_checkpoint_steps(directory)
+    doomed = steps[:-keep] if keep else []
+    for old in doomed:
+        for path in checkpoint_paths(directory, old):
+            path.unlink(missing_ok=True)
+    return doomed
+
+
 def latest_checkpoint_steps(directory: str | Path) -> int | None:
     """The highest step with both g_ and do_ files in `directory`, or None."""
+    steps = complete_checkpoint_steps(directory)
+    return steps[-1] if steps else None
+
+
+def complete_checkpoint_steps(directory: str | Path) -> list[int]:
+    """The steps with both a g_ and a do_ file in `directory`, ascending."""
     directory = Path(directory)
     if not directory.is_dir():
-        return None
+        return []
     found: dict[str, set[int]] = {"g": set(), "do": set()}
     for path in directory.iterdir():
         match = CHECKPOINT_NAME.match(path.name)
         if match:
             found[match.group(1)].add(int(match.group(2)))
-    complete = found["g"] & found["do"]
-    return max(complete) if complete else None
+    return sorted(found["g"] & found["do"])
 
 
 def load_training_checkpoint(
@@ -248,7 +279,8 @@ def load_training_checkpoint(
         except (ValueError, KeyError) as err:
             raise CheckpointError(f"'{name}' in '{do_path}' does not fit the models ({err})") from None
     _rebuild_schedulers(optimizers, models.config, state["epoch"])
-    return TrainingProgress(steps=int(state["steps"]), epoch=int(state["epoch"]))
+    extra = {key: value for key, value in state.items() if key not in DISCRIMINATOR_KEYS}
+    return TrainingProgress(steps=int(state["steps"]), epoch=int(state["epoch"]), extra=extra)
 
 
 def _require_keys(path: Path, payload: object, keys: tuple[str, ...]) -> None:

@@ -6,6 +6,11 @@ owns everything else: the batch order (a permutation drawn from (seed, epoch), s
 sees the same batches), atomic checkpoints (every `checkpoint_every` steps and at each epoch's
 end), resuming from the last checkpoint, RNG state, non-finite loss detection, a progress bar,
 and `metrics.csv` (one row per epoch).
+
+By default the loop writes one foley checkpoint file holding the task's state and its own. A
+`CheckpointingTask` instead keeps its checkpoints in files of its own format (e.g. HiFi-GAN's
+official g_/do_ pairs) in the folder `plan.checkpoint_path`, and stores the loop's `LoopState`
+in them; those files are then the whole resume state.
 """
 
 from __future__ import annotations
@@ -13,9 +18,9 @@ from __future__ import annotations
 import csv
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any, Callable, Iterator, Protocol, runtime_checkable
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -43,14 +48,40 @@ class Task(Protocol):
 
 
 @dataclass(frozen=True)
+class LoopState:
+    """Where the loop stands: epochs finished, batches done in the current one, steps, RNG state."""
+
+    epoch: int
+    batch_in_epoch: int
+    step: int
+    rng: dict[str, Any] | None  # None: not saved (e.g. a checkpoint written by other code); left as is
+
+
+@runtime_checkable
+class CheckpointingTask(Protocol):
+    """A task that writes its checkpoints itself, in its own format, into a folder."""
+
+    def train_step(self, batch: Any) -> dict[str, float]: ...
+
+    def end_epoch(self, epoch: int) -> dict[str, float]: ...
+
+    def save_checkpoint(self, folder: Path, loop: LoopState) -> None:
+        """Write the task's state and `loop` atomically into `folder`."""
+
+    def load_checkpoint(self, folder: Path) -> LoopState | None:
+        """Restore the newest complete checkpoint in `folder`; None when there is none."""
+
+
+@dataclass(frozen=True)
 class LoopPlan:
     """What one call of `fit` does and where it keeps its state."""
 
     train: TrainConfig
     seed: int
-    checkpoint_path: Path
+    checkpoint_path: Path  # the checkpoint file; for a CheckpointingTask, the folder of its files
     metrics_path: Path
-    checkpoint_header: dict[str, Any]  # format/kind/model_config written into every checkpoint
+    # format/kind/model_config written into every checkpoint file (unused by a CheckpointingTask)
+    checkpoint_header: dict[str, Any] = field(default_factory=dict)
     name: str = "train"
     progress: bool = True
 
@@ -75,7 +106,8 @@ def batches_per_epoch(size: int, batch_size: int) -> int:
     return math.ceil(size / batch_size)
 
 
-def fit(task: Task, dataset: Dataset, plan: LoopPlan, collate: Callable | None = None) -> dict[str, float]:
+def fit(task: Task | CheckpointingTask, dataset: Dataset, plan: LoopPlan,
+        collate: Callable | None = None) -> dict[str, float]:
     """Train until plan.train.epochs are done, resuming from plan.checkpoint_path when it exists."""
     size = len(dataset)  # type: ignore[arg-type]
     if size == 0:
@@ -114,28 +146,40 @@ def fit(task: Task, dataset: Dataset, plan: LoopPlan, collate: Callable | None =
     return summary
 
 
-def _resume(task: Task, plan: LoopPlan) -> tuple[int, int, int]:
-    if not plan.checkpoint_path.exists():
+def _resume(task: Task | CheckpointingTask, plan: LoopPlan) -> tuple[int, int, int]:
+    if isinstance(task, CheckpointingTask):
+        state = task.load_checkpoint(plan.checkpoint_path)
+    else:
+        state = _load_task_file(task, plan.checkpoint_path)
+    if state is None:
         return 0, 0, 0
-    state = load_checkpoint(plan.checkpoint_path)
+    if state.rng is not None:
+        set_rng_state(state.rng)
+    _drop_metrics_after(plan.metrics_path, state.epoch)
+    log.info("%s: resuming from %s (epoch %d, step %d)", plan.name, plan.checkpoint_path, state.epoch + 1, state.step)
+    return state.epoch, state.batch_in_epoch, state.step
+
+
+def _load_task_file(task: Task, path: Path) -> LoopState | None:
+    if not path.exists():
+        return None
+    state = load_checkpoint(path)
     task.load_state_dict(state["task"])
-    set_rng_state(state["rng"])
-    _drop_metrics_after(plan.metrics_path, state["epoch"])
-    log.info(
-        "%s: resuming from %s (epoch %d, step %d)",
-        plan.name, plan.checkpoint_path, state["epoch"] + 1, state["step"],
-    )
-    return state["epoch"], state["batch_in_epoch"], state["step"]
+    return LoopState(state["epoch"], state["batch_in_epoch"], state["step"], state["rng"])
 
 
-def _save(task: Task, plan: LoopPlan, epoch: int, batch_index: int, step: int) -> None:
+def _save(task: Task | CheckpointingTask, plan: LoopPlan, epoch: int, batch_index: int, step: int) -> None:
+    loop = LoopState(epoch, batch_index, step, rng_state())
+    if isinstance(task, CheckpointingTask):
+        task.save_checkpoint(plan.checkpoint_path, loop)
+        return
     payload = {
         **plan.checkpoint_header,
         "task": task.state_dict(),
-        "epoch": epoch,
-        "batch_in_epoch": batch_index,
-        "step": step,
-        "rng": rng_state(),
+        "epoch": loop.epoch,
+        "batch_in_epoch": loop.batch_in_epoch,
+        "step": loop.step,
+        "rng": loop.rng,
     }
     save_checkpoint(plan.checkpoint_path, payload)
 

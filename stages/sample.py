@@ -24,7 +24,7 @@ from stages.context import StageContext
 
 NAME = "sample"
 SECTIONS = ("sample", "vocoder", "seed")
-UPSTREAM = ("train_vqvae", "train_prior")
+UPSTREAM = ("train_vqvae", "train_prior", "train_vocoder")
 log = logging.getLogger(__name__)
 
 
@@ -36,10 +36,11 @@ class Generator:
 
 
 def load_generator(config: Config, run_dir: Path, device: torch.device) -> Generator:
-    """A finished run's prior and autoencoder plus the configured vocoder, on `device`."""
+    """A finished run's prior and autoencoder plus the configured vocoder (given or trained by the run), on `device`."""
     prior, _ = load_prior(run_dir / "train_prior" / "prior.pt")
     autoencoder, _ = load_autoencoder(run_dir / "train_vqvae" / "vqvae.pt")
-    return Generator(prior.to(device), autoencoder.to(device), build_vocoder(config))
+    vocoder = build_vocoder(config, trained_dir=run_dir / "train_vocoder").to(device)
+    return Generator(prior.to(device), autoencoder.to(device), vocoder)
 
 
 def generate_for(config: Config, generator: Generator, class_ids: list[int], indices: list[int],

@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 import torch
 from torch.utils.data import TensorDataset
@@ -5,7 +7,7 @@ from torch.utils.data import TensorDataset
 from foley.checkpoint import load_checkpoint
 from foley.config import TrainConfig
 from foley.errors import RunError
-from foley.training import EpochBatches, LoopPlan, fit
+from foley.training import CheckpointingTask, EpochBatches, LoopPlan, LoopState, fit
 
 
 class LinearTask:
@@ -39,6 +41,21 @@ class LinearTask:
     def load_state_dict(self, state):
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+
+
+class FolderTask(LinearTask):
+    """LinearTask keeping its own checkpoint file (its own format) in the plan's folder."""
+
+    def save_checkpoint(self, folder, loop):
+        folder.mkdir(parents=True, exist_ok=True)
+        torch.save({"weights": self.state_dict(), "loop": dataclasses.asdict(loop)}, folder / "own.pt")
+
+    def load_checkpoint(self, folder):
+        if not (folder / "own.pt").exists():
+            return None
+        saved = torch.load(folder / "own.pt", weights_only=True)
+        self.load_state_dict(saved["weights"])
+        return LoopState(**saved["loop"])
 
 
 def _data():
@@ -78,6 +95,23 @@ def test_resumed_training_reaches_the_same_weights(tmp_path, every, stop_after):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     state = load_checkpoint(tmp_path / "split" / "checkpoint.pt", kind="test")
     assert state["epoch"] == 3 and state["step"] == 24
+
+
+def test_a_task_can_own_its_checkpoint_files(tmp_path):
+    assert isinstance(FolderTask(), CheckpointingTask) and not isinstance(LinearTask(), CheckpointingTask)
+    whole = FolderTask()
+    fit(whole, _data(), _plan(tmp_path / "whole", every=3))
+
+    interrupted = FolderTask(fail_at=10)
+    plan = dataclasses.replace(_plan(tmp_path / "split", every=3), checkpoint_path=tmp_path / "split" / "own")
+    with pytest.raises(KeyboardInterrupt):
+        fit(interrupted, _data(), plan)
+    assert torch.load(plan.checkpoint_path / "own.pt", weights_only=True)["loop"]["step"] == 9
+    resumed = FolderTask()
+    fit(resumed, _data(), plan)
+    for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert sorted(p.name for p in (tmp_path / "split").iterdir()) == ["metrics.csv", "own"]
 
 
 def test_metrics_csv_has_a_row_per_epoch(tmp_path):

@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from foley import shapes
@@ -230,7 +231,64 @@ class GriffinLimConfig:
         _require(0.0 <= self.momentum < 1.0, f"{path}.momentum", "must be in [0, 1)")
 
 
-VOCODERS = ("griffinlim",)
+VOCODERS = ("griffinlim", "hifigan")
+CHANNEL_DIVISORS = (1, 2, 4, 8)
+DCASE_HIFIGAN_HINT = "the DCASE 2023 Task 7 baseline repository's checkpoint/hifigan/ has g_00935000 and hifigan_config.json"
+
+
+@dataclass(frozen=True)
+class HiFiGANTrainConfig:
+    """How the train_vocoder stage trains a HiFi-GAN on the run's training clips."""
+
+    base: str | None  # official config JSON to train; None = the DCASE baseline's (V1)
+    epochs: int
+    batch_size: int
+    checkpoint_every: int
+    keep_checkpoints: int
+    validate_every: int
+    val_clips: int
+    channel_divisor: int
+    num_workers: int
+
+    def check(self, path: str) -> None:
+        for key in ("epochs", "batch_size", "validate_every", "val_clips"):
+            _require(getattr(self, key) >= 1, f"{path}.{key}", "must be at least 1")
+        _require(self.checkpoint_every >= 0, f"{path}.checkpoint_every",
+                 "must be >= 0 (steps between checkpoints; 0 = at the end of each epoch only)")
+        _require(self.keep_checkpoints >= 0, f"{path}.keep_checkpoints", "must be >= 0 (0 keeps every checkpoint)")
+        _require(self.channel_divisor in CHANNEL_DIVISORS, f"{path}.channel_divisor",
+                 f"must be one of {', '.join(map(str, CHANNEL_DIVISORS))} (1 = the official discriminators)")
+        _require(self.num_workers >= 0, f"{path}.num_workers", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class HiFiGANVocoderConfig:
+    """An official checkpoint to load (checkpoint + config), or, with both null, one to train."""
+
+    checkpoint: str | None
+    config: str | None
+    train: HiFiGANTrainConfig
+
+    def check(self, path: str) -> None:
+        if (self.checkpoint is None) != (self.config is None):
+            missing, given = ("config", "checkpoint") if self.config is None else ("checkpoint", "config")
+            _require(False, f"{path}.{missing}", f"is null but {path}.{given} is set; give both (the official "
+                     "g_XXXXXXXX generator file and the config JSON saved with it), or neither to train one")
+
+    def check_files(self, path: str) -> None:
+        """The files it names exist (checked only when the HiFi-GAN is the configured vocoder)."""
+        expected = {
+            "checkpoint": f"an official HiFi-GAN generator file g_XXXXXXXX ({DCASE_HIFIGAN_HINT})",
+            "config": f"the official HiFi-GAN config JSON saved with the checkpoint ({DCASE_HIFIGAN_HINT})",
+        }
+        for key, what in expected.items():
+            name = getattr(self, key)
+            _require(name is None or Path(name).is_file(), f"{path}.{key}",
+                     f"names {name!r}, which does not exist; expected {what}")
+        base = self.train.base
+        _require(base is None or Path(base).is_file(), f"{path}.train.base",
+                 f"names {base!r}, which does not exist; expected an official HiFi-GAN config JSON to train with "
+                 "(or null for the DCASE baseline's)")
 
 
 @dataclass(frozen=True)
@@ -238,10 +296,13 @@ class VocoderConfig:
     type: str
     batch_size: int
     griffinlim: GriffinLimConfig
+    hifigan: HiFiGANVocoderConfig
 
     def check(self, path: str) -> None:
         _require(self.type in VOCODERS, f"{path}.type", f"must be one of {', '.join(VOCODERS)}")
         _require(self.batch_size >= 1, f"{path}.batch_size", "must be at least 1")
+        if self.type == "hifigan":
+            self.hifigan.check_files(f"{path}.hifigan")
 
 
 EMBEDDERS = ("builtin", "vggish")
@@ -336,10 +397,17 @@ class Config:
         return len(self.data.class_names)
 
     def section_hash(self, *sections: str) -> str:
-        """Content hash of the named top-level sections (a stage's parameters)."""
-        payload = {name: to_plain(getattr(self, name)) for name in sections}
+        """Content hash of the named sections (a stage's parameters); dotted names name sub-sections."""
+        payload = {name: to_plain(self.section(name)) for name in sections}
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def section(self, dotted: str) -> Any:
+        """A section or sub-section by its dotted key, e.g. "vocoder.hifigan"."""
+        node: Any = self
+        for part in dotted.split("."):
+            node = getattr(node, part)
+        return node
 
     def replace(self, **changes: Any) -> "Config":
         return dataclasses.replace(self, **changes)

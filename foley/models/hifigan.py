@@ -286,17 +286,22 @@ def load_generator(checkpoint_path: str | Path, config: HiFiGANConfig) -> Genera
 
 
 class HiFiGANVocoder:
-    """Batched mel -> waveform with a folded, frozen copy of a generator; device set by `.to(device)`."""
+    """Batched mel -> waveform with a folded, frozen copy of a generator; device set by `.to(device)`.
 
-    def __init__(self, generator: Generator) -> None:
+    `batch_size` (None: all at once) caps the mels per generator call."""
+
+    def __init__(self, generator: Generator, name: str = "hifigan", batch_size: int | None = None) -> None:
         self.generator = copy.deepcopy(generator).eval()
         self.generator.remove_weight_norm()
         self.generator.requires_grad_(False)
         self.config = generator.config
+        self.name, self.batch_size = name, batch_size
 
     @classmethod
-    def from_files(cls, checkpoint_path: str | Path, config_path: str | Path) -> HiFiGANVocoder:
-        return cls(load_generator(checkpoint_path, HiFiGANConfig.from_json(config_path)))
+    def from_files(cls, checkpoint_path: str | Path, config_path: str | Path,
+                   batch_size: int | None = None) -> HiFiGANVocoder:
+        generator = load_generator(checkpoint_path, HiFiGANConfig.from_json(config_path))
+        return cls(generator, name=f"hifigan({Path(checkpoint_path).name})", batch_size=batch_size)
 
     @property
     def sample_rate(self) -> int:
@@ -323,7 +328,7 @@ class HiFiGANVocoder:
         if mel.dim() != 3 or mel.shape[1] != self.num_mels:
             raise ValueError(f"mel must be (batch, {self.num_mels}, frames), found {tuple(mel.shape)}")
         mel = mel.to(self.device, torch.float32)
-        step = batch_size or max(1, mel.shape[0])
+        step = batch_size or self.batch_size or max(1, mel.shape[0])
         with torch.no_grad():
             return torch.cat([self.generator(chunk)[:, 0] for chunk in mel.split(step)])
 

@@ -1,0 +1,86 @@
+"""train_vocoder: train a HiFi-GAN on the run's training clips, when the config asks for one.
+
+With vocoder.type hifigan and vocoder.hifigan.checkpoint null, trains with the shared loop and
+writes, in the official layout, g_XXXXXXXX / do_XXXXXXXX pairs and config.json (the newest g_ is
+the run's vocoder), plus metrics.csv (epoch losses, lr, validation mel L1). A killed run resumes
+from the newest pair. Otherwise there is nothing to train: the stage says why in its manifest and
+finishes at once (a given checkpoint's config JSON is checked against the run's mel).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+
+from foley.config import Config, TrainConfig
+from foley.hifigan_training import build_models, latest_checkpoint_steps, save_training_config
+from foley.models.hifigan import HiFiGANConfig
+from foley.training import LoopPlan, fit
+from foley.vocoder_training import ClipDataset, HiFiGANTask, training_config
+from foley.vocoders import check_mel_settings
+from stages.context import StageContext, read_index
+
+NAME = "train_vocoder"
+SECTIONS = ("vocoder.type", "vocoder.hifigan", "audio", "mel", "seed")
+UPSTREAM = ("prepare",)
+log = logging.getLogger(__name__)
+
+
+def run(config: Config, ctx: StageContext) -> dict:
+    reason = nothing_to_train(config)
+    if reason is not None:
+        log.info("train_vocoder: nothing to train (%s)", reason)
+        return {"trained": False, "reason": reason}
+    out, train = ctx.dir(NAME), config.vocoder.hifigan.train
+    hifigan = training_config(config)
+    train_paths, val_paths, val_source = clip_paths(ctx, train.val_clips)
+    torch.manual_seed(config.seed)
+    models = build_models(hifigan, channel_divisor=train.channel_divisor)
+    val = ClipDataset(val_paths, config.audio.sample_rate, config.audio.clip_samples).all()
+    task = HiFiGANTask(models, ctx.device, config.seed, val, train.epochs, train.validate_every, train.keep_checkpoints)
+    untrained = task.validate()
+    save_training_config(out, hifigan)
+    plan = LoopPlan(
+        train=TrainConfig(train.epochs, train.batch_size, hifigan.learning_rate, train.checkpoint_every, train.num_workers),
+        seed=config.seed,
+        checkpoint_path=out,
+        metrics_path=out / "metrics.csv",
+        name=NAME,
+        progress=ctx.progress,
+    )
+    summary = fit(task, ClipDataset(train_paths, config.audio.sample_rate, config.audio.clip_samples), plan)
+    steps = latest_checkpoint_steps(out)
+    log.info("train_vocoder: validation mel L1 %.4f untrained -> %.4f", untrained, summary["val/mel_l1"])
+    return {
+        "trained": True, "generator": f"g_{steps:08d}", "steps": task.steps, "train_clips": len(train_paths),
+        "validation": val_source, "val_mel_l1_untrained": untrained, "val_mel_l1": summary["val/mel_l1"],
+        "final": summary,
+    }
+
+
+def nothing_to_train(config: Config) -> str | None:
+    """Why the stage has nothing to do, or None when it trains."""
+    vocoder = config.vocoder
+    if vocoder.type != "hifigan":
+        return f"vocoder.type is {vocoder.type}"
+    given = vocoder.hifigan
+    if given.checkpoint is not None and given.config is not None:
+        check_mel_settings(HiFiGANConfig.from_json(given.config), config, f"HiFi-GAN config '{given.config}'")
+        return f"vocoder.hifigan.checkpoint is given ({given.checkpoint})"
+    return None
+
+
+def clip_paths(ctx: StageContext, val_clips: int) -> tuple[list[str], list[str], str]:
+    """Training clip paths, validation clip paths and where the latter come from.
+
+    Validation takes up to `val_clips` clips of the validation split, spread over it (the index is
+    in class order); a run without one validates on as many training clips instead.
+    """
+    rows = read_index(ctx)
+    train = [r["path"] for r in rows if r["split"] == "train"]
+    val = [r["path"] for r in rows if r["split"] == "val"]
+    pool, source = (val, "clips of the validation split") if val else (train, "training clips (no validation split)")
+    picks = np.unique(np.linspace(0, len(pool) - 1, min(val_clips, len(pool))).round().astype(int))
+    return train, [pool[i] for i in picks], f"{len(picks)} {source}"
