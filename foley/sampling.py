@@ -5,7 +5,8 @@ one uniform number per map position, fixed in advance (``clip_uniforms``). The c
 position is chosen from the model's logits by inverse-CDF sampling with that uniform
 (``choose_codes``), in float64. A clip therefore does not depend on the batch it is sampled in,
 on the other classes in that batch, or on the sampler's schedule: any sampler that produces the
-same logits at each position (the reference here, a cached one later) yields the same map.
+same logits at each position (the reference here, the cached one in foley.fast_sampling)
+yields the same map.
 """
 
 from __future__ import annotations
@@ -95,9 +96,25 @@ def sample_reference(
     prior.eval()
     try:
         for position in tqdm(range(height * width), desc="sampling (reference)", disable=not progress):
-            row, col = divmod(position, width)
-            logits = prior(codes[:, : row + 1], labels)[:, :, row, col]
-            codes[:, row, col] = choose_codes(logits, uniforms[:, position], temperature, top_k)
+            reference_step(prior, codes, labels, position, uniforms[:, position], temperature, top_k)
     finally:
         prior.train(was_training)
     return codes
+
+
+def reference_step(
+    prior: PixelSNAIL,
+    codes: torch.Tensor,
+    labels: torch.Tensor,
+    position: int,
+    uniforms: torch.Tensor,
+    temperature: float,
+    top_k: int,
+) -> None:
+    """One position of the reference sampler: the whole model on the rows so far, then the choice.
+
+    Writes the chosen codes into ``codes`` (B, H, W) at ``position`` (raster order).
+    """
+    row, col = divmod(position, codes.shape[2])
+    logits = prior(codes[:, : row + 1], labels)[:, :, row, col]
+    codes[:, row, col] = choose_codes(logits, uniforms, temperature, top_k)
