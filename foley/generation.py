@@ -2,6 +2,7 @@
 
 Clip `index` of class `class_id` always comes from the seed clip_seed(seed, class_id, index),
 so a clip does not depend on the batch size or on which other clips are generated with it.
+Codes come from the fast sampler (foley.fast_sampling), which draws the reference's maps.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from foley.audio import fit_length
 from foley.codes import unstack_levels
 from foley.config import SampleConfig
 from foley.models.autoencoder import Autoencoder
-from foley.sampling import clip_seed, sample_reference
+from foley.fast_sampling import FastSampler
+from foley.sampling import clip_seed
 from foley.vocoders import Vocoder
 
 
@@ -40,11 +42,16 @@ def generate(
     stack: str,
     num_samples: int,
     progress: bool = True,
+    amp: bool = False,
 ) -> Generated:
-    """Generate clip indices[i] of class class_ids[i] for every i, in batches of settings.batch_size."""
+    """Generate clip indices[i] of class class_ids[i] for every i, in batches of settings.batch_size.
+
+    ``amp``: sample the prior under bf16 autocast when it is on a GPU (ignored on the CPU).
+    """
     device = next(prior.parameters()).device
     prior.eval()
     autoencoder.eval()
+    sampler = FastSampler(prior, amp=amp and device.type == "cuda")
     codes, mels, audio = [], [], []
     starts = range(0, len(class_ids), settings.batch_size)
     for first in tqdm(starts, desc="generating", disable=not progress, leave=False):
@@ -52,7 +59,7 @@ def generate(
         batch_indices = list(indices[first : first + settings.batch_size])
         seeds = [clip_seed(seed, c, i) for c, i in zip(batch_classes, batch_indices)]
         labels = torch.tensor(batch_classes, dtype=torch.long, device=device)
-        maps = sample_reference(prior, labels, seeds, settings.temperature, settings.top_k)
+        maps = sampler(labels, seeds, settings.temperature, settings.top_k)
         mel = autoencoder.decode_codes(unstack_levels(maps, autoencoder.levels, stack))
         wave = vocoder(mel)
         codes.append(maps.cpu().numpy())

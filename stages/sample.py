@@ -23,7 +23,7 @@ from foley.vocoders import Vocoder, build_vocoder
 from stages.context import StageContext
 
 NAME = "sample"
-SECTIONS = ("sample", "vocoder", "seed")
+SECTIONS = ("sample", "vocoder", "seed", "amp")
 UPSTREAM = ("train_vqvae", "train_prior", "train_vocoder")
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def generate_for(config: Config, generator: Generator, class_ids: list[int], ind
                  seed: int, progress: bool) -> Generated:
     return generate(
         generator.prior, generator.autoencoder, generator.vocoder, class_ids, indices, seed,
-        config.sample, config.codes.stack, config.audio.clip_samples, progress=progress,
+        config.sample, config.codes.stack, config.audio.clip_samples, progress=progress, amp=config.amp,
     )
 
 
@@ -72,4 +72,5 @@ def run(config: Config, ctx: StageContext) -> dict:
     save_npy_atomic(out / "codes.npy", result.codes)
     save_npy_atomic(out / "mels.npy", result.mels.astype(np.float32))
     log.info("sample: wrote %d clips per class to %s", per_class, out / "samples")
-    return {"per_class": per_class, "vocoder": generator.vocoder.name, "sampler": "reference"}
+    amp = config.amp and ctx.device.type == "cuda"
+    return {"per_class": per_class, "vocoder": generator.vocoder.name, "sampler": "fast", "amp": amp}
