@@ -78,8 +78,9 @@ class GriffinLim:
         stft_args = dict(n_fft=self.mel.n_fft, hop_length=self.hop_length, win_length=self.mel.win_length, window=window)
         length = (frames - 1) * self.hop_length
         generator = torch.Generator(device=device).manual_seed(self.seed)
-        phase = torch.rand(magnitude.shape, generator=generator, device=device) * 2 * torch.pi
-        angles = torch.polar(torch.ones_like(magnitude), phase)
+        # one initial phase for every clip, so a clip's audio does not depend on its batch
+        phase = torch.rand(magnitude.shape[-2:], generator=generator, device=device) * 2 * torch.pi
+        angles = torch.polar(torch.ones_like(magnitude), phase.expand_as(magnitude))
         rebuilt = torch.zeros_like(angles)
         for _ in range(self.n_iter):
             signal = torch.istft(magnitude * angles, length=length, **stft_args)
