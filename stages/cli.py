@@ -12,6 +12,7 @@ import yaml
 from foley.config import DCASE_HIFIGAN_HINT, builtin_config_names, config_from_dict, load_config
 from foley.errors import FoleyError, RunError
 from stages import STAGE_NAMES
+from stages.bench_cli import add_bench_sample
 from stages.eval_cli import add_bench_fad, add_eval_commands
 
 # Commands import torch and the models only once their arguments and config have been checked,
@@ -93,6 +94,7 @@ def add_bench_commands(commands: argparse._SubParsersAction, common: argparse.Ar
     bench = commands.add_parser("bench", help="benchmarks (no run folder, no data)")
     benches = bench.add_subparsers(dest="bench", required=True)
     add_bench_fad(benches, common)
+    add_bench_sample(benches, common)
     bench_vocoder = benches.add_parser(
         "vocoder", parents=[common], help="HiFi-GAN clips per second per batch size (DCASE config, random weights)")
     bench_vocoder.add_argument("--batch-sizes", default="1,16,64", help="comma-separated (default 1,16,64)")

@@ -1,0 +1,121 @@
+"""`foley bench sample` at toy settings, the reference's extrapolation, the DCASE-set timing path."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from foley.config import load_config
+from foley.models.builders import build_autoencoder
+from foley.models.pixelsnail import PixelSNAIL
+from foley.vocoders import build_vocoder
+from stages import bench
+from stages.bench_cli import BENCH_SIZES
+from stages.cli import main
+
+KEYS = {"reference_s_per_clip", "fast_s_per_clip", "ratio", "reference_extrapolated", "device", "size", "batch"}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread: on a few shared cores, several threads per process spin and slow tests 10x."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def bench_json(capsys, *args: str) -> dict:
+    assert main(["bench", "sample", "--size", "small", "--device", "cpu", "--json", "-q", *args]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_bench_sample_json_with_the_whole_reference(capsys):
+    result = bench_json(capsys, "--batch", "2", "--map", "6x12", "--reference-rows", "0")
+    assert KEYS <= set(result)
+    assert result["size"] == "small" and result["batch"] == 2 and result["device"] == "cpu"
+    assert result["map"] == "6x12" and result["reference_extrapolated"] is False
+    assert result["maps_identical"] is True and result["dcase_set"] is None
+    assert result["ratio"] > 1
+    assert result["ratio"] == pytest.approx(result["reference_s_per_clip"] / result["fast_s_per_clip"])
+
+
+def test_bench_sample_json_with_an_extrapolated_reference(capsys):
+    result = bench_json(capsys, "--batch", "1", "--map", "6x10", "--reference-rows", "2")
+    assert result["reference_extrapolated"] is True and result["reference_rows_timed"] == [0, 5]
+    assert result["maps_identical"] is None and result["ratio"] > 1
+
+
+def test_the_text_report_says_when_the_reference_is_extrapolated(capsys):
+    assert main(["bench", "sample", "--batch", "1", "--map", "4x6", "--reference-rows", "2", "--device", "cpu", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "EXTRAPOLATED from one timed step per row (row 0:" in out and "s per clip" in out and "ratio" in out
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--map", "20by86"], "--map must be HEIGHTxWIDTH"),
+    (["--batch", "0"], "--batch must be at least 1"),
+    (["--reference-rows", "-1"], "--reference-rows must be at least 0"),
+    (["--dcase-set", "on", "--map", "40x43"], "needs the DCASE prior map 20x86"),
+])
+def test_bad_arguments_fail_at_once(capsys, args, message):
+    start = time.perf_counter()
+    assert main(["bench", "sample", *args]) == 2
+    assert message in capsys.readouterr().err
+    assert time.perf_counter() - start < 1
+
+
+def test_cli_sizes_are_the_benchmarks_sizes():
+    assert set(BENCH_SIZES) == set(bench.PRIOR_SIZES)
+    with pytest.raises(ValueError, match="sizes: small, baseline"):
+        bench.bench_prior("huge", (4, 4), torch.device("cpu"))
+
+
+def test_the_baseline_size_is_the_dcase_prior():
+    config = load_config("dcase_baseline")
+    section = {key: getattr(config.prior, key) for key in bench.PRIOR_SIZES["baseline"]}
+    assert section == bench.PRIOR_SIZES["baseline"]
+    assert config.map_shape == bench.DCASE_MAP and config.autoencoder.quantizer.codebook_size == bench.VOCAB_SIZE
+
+
+def test_extrapolation_is_exact_for_a_quadratic_cost():
+    def cost(rows_read: int) -> float:
+        return 0.5 + 0.1 * rows_read + 0.02 * rows_read**2
+
+    rows = bench.timed_rows(20, 3)
+    assert rows == [0, 10, 19]
+    total = bench.extrapolate_reference(rows, [cost(r + 1) for r in rows], (20, 86))
+    assert total == pytest.approx(86 * sum(cost(r) for r in range(1, 21)))
+    assert bench.timed_rows(2, 5) == [0, 1]
+
+
+TINY = ["vocoder.griffinlim.n_iter=1", "autoencoder.channel=8", "sample.per_class=1"]
+
+
+def tiny_prior_for(config) -> PixelSNAIL:
+    torch.manual_seed(0)
+    return PixelSNAIL(config.map_shape, config.autoencoder.quantizer.codebook_size, config.class_count, channel=8,
+                      kernel_size=3, n_block=1, n_res_block=1, res_channel=8, attention=True, n_head=2,
+                      dropout=0.0, label_hidden=8).eval()
+
+
+def test_generation_timing_runs_prior_decoder_and_vocoder():
+    config = load_config("quick", TINY)
+    autoencoder = build_autoencoder(config.autoencoder, (config.mel.n_mels, 344)).eval()
+    seconds = bench.time_generation(tiny_prior_for(config), autoencoder, build_vocoder(config), n_classes=2,
+                                    per_class=1, batch=2, amp=False, num_samples=config.audio.clip_samples)
+    assert np.isfinite(seconds) and seconds > 0
+
+
+def test_the_dcase_set_timing_at_toy_size(monkeypatch):
+    """The GPU-only path, wired on the CPU with the quick config's shapes and Griffin-Lim in place of HiFi-GAN."""
+    config = load_config("quick", TINY)
+    monkeypatch.setattr(bench, "load_config", lambda name: config)
+    monkeypatch.setattr(bench, "dcase_vocoder", lambda: build_vocoder(config))
+    result = bench.time_dcase_set(tiny_prior_for(config), batch=4, amp=False, progress=False)
+    assert result["clips"] == config.class_count and result["batch"] == 4 and result["seconds"] > 0
+    assert result["vocoder"].startswith("griffinlim") and result["stages"] == "prior + decode + vocode"
