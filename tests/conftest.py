@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 # A pipeline small enough for a test: every stage runs, on a tiny synthetic set, in seconds.
 TOY = [
@@ -35,3 +36,12 @@ TOY = [
 @pytest.fixture
 def toy_overrides():
     return list(TOY)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread: on a few shared cores, several threads per process spin and slow tests 10x."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

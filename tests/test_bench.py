@@ -20,13 +20,7 @@ from stages.cli import main
 KEYS = {"reference_s_per_clip", "fast_s_per_clip", "ratio", "reference_extrapolated", "device", "size", "batch"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on a few shared cores, several threads per process spin and slow tests 10x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def bench_json(capsys, *args: str) -> dict:

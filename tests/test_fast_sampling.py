@@ -14,13 +14,7 @@ from foley.sampling import choose_codes, clip_seed, clip_uniforms, sample_refere
 VOCAB, CLASSES = 9, 3
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on a few shared cores, several threads per process spin and slow tests 10x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def small_prior(map_shape: tuple[int, int], attention: bool = True, seed: int = 0) -> PixelSNAIL:
