@@ -105,8 +105,9 @@ class PointResBlock:
         self.aux = as_linear(block.aux_conv.conv, dtype) if hasattr(block, "aux_conv") else None
 
     def __call__(self, x: torch.Tensor, aux: torch.Tensor | None = None) -> torch.Tensor:
+        """``aux`` (B, C_aux) is required when the block has an aux input and ignored otherwise."""
         hidden = F.linear(F.elu(x), *self.conv1)
-        if aux is not None and self.aux is not None:
+        if self.aux is not None:
             hidden = hidden + F.linear(F.elu(aux), *self.aux)
         return F.glu(F.linear(F.elu(hidden), *self.conv2), dim=1) + x
 
@@ -184,7 +185,8 @@ class InputStacks:
         top = row + self.pad  # padded index of the current row
         horizontal = _gather(self.horizontal, self.codes[:, top - self.horizontal_rows : top], self.width)
         horizontal = horizontal + self.horizontal_bias if row > 0 else torch.zeros_like(horizontal)
-        upper = self.codes[:, top - self.vertical_rows + 1 : top, : self.width + self.vertical_cols - 1]
+        first = self.pad - self.vertical_cols  # padded column of the leftmost tap at column 0
+        upper = self.codes[:, top - self.vertical_rows + 1 : top, first : first + self.width + self.vertical_cols - 1]
         vertical = _gather(self.vertical_above, upper, self.width) + self.vertical_bias
         vertical[:, 0] = 0  # the stack is shifted right: its first column is zero, bias included
         self.row_part = horizontal + vertical
