@@ -3,7 +3,7 @@
 ``bench_sample`` times the reference and the fast sampler on one PixelSNAIL, in one process, on
 the same clips. The reference re-reads every earlier row at each of the H * W positions, so its
 step costs more further down the map (convolutions grow linearly with the rows read, attention
-quadratically). At large sizes it is timed at a few rows and extrapolated: a polynomial of degree
+quadratically). At large sizes it is timed on a few rows and extrapolated: a polynomial of degree
 <= 2 in the rows read, through the timed steps, summed over every position. On a GPU it also
 times the whole DCASE set: 100 clips x 7 classes, prior + decoding + vocoding.
 """
@@ -136,19 +136,29 @@ def timed_rows(height: int, count: int) -> list[int]:
 
 
 @torch.no_grad()
-def time_reference_steps(prior: PixelSNAIL, labels: torch.Tensor, seeds: list[int], rows: list[int]) -> list[float]:
-    """Seconds of one reference step (``reference_step``) in the middle of each row, after one untimed step."""
+def time_reference_steps(prior: PixelSNAIL, labels: torch.Tensor, seeds: list[int], rows: list[int],
+                         min_seconds: float = 1.0, max_steps: int = 5) -> list[float]:
+    """Seconds of a reference step (``reference_step``) on each row, after one untimed step.
+
+    Per row: the median of consecutive steps, taken until ``min_seconds`` have passed or
+    ``max_steps`` were timed (so short steps are timed several times, long ones once).
+    """
     height, width = prior.map_shape
     device = prior.background.device
     codes = torch.zeros(len(labels), height, width, dtype=torch.long, device=device)
     uniforms = clip_uniforms(seeds, height * width).to(device)
 
-    def step(row: int) -> None:
-        position = row * width + width // 2
+    def step(position: int) -> None:
         reference_step(prior, codes, labels, position, uniforms[:, position], 1.0, 0)
 
-    step(rows[0])
-    return [_timed(lambda: step(row), device)[1] for row in rows]
+    step(rows[0] * width)
+    medians = []
+    for row in rows:
+        times: list[float] = []
+        while len(times) < min(max_steps, width) and sum(times) < min_seconds:
+            times.append(_timed(partial(step, row * width + len(times)), device)[1])
+        medians.append(float(np.median(times)))
+    return medians
 
 
 def extrapolate_reference(rows: list[int], seconds: list[float], map_shape: tuple[int, int]) -> float:
@@ -194,7 +204,7 @@ def format_sample_bench(result: SampleBench) -> str:
              f"{size['n_res_block']} res blocks, attention, {VOCAB_SIZE} codes")
     if result.reference_extrapolated:
         steps = ", ".join(f"row {r}: {s:.3g} s" for r, s in zip(result.reference_rows_timed, result.reference_step_s))
-        how = f"EXTRAPOLATED from one timed step per row ({steps})"
+        how = f"EXTRAPOLATED from steps timed on {len(result.reference_rows_timed)} rows ({steps} per step)"
     else:
         how = "measured: the whole run" + ("" if result.maps_identical is None else
                                            f"; maps identical to the fast sampler's: {result.maps_identical}")

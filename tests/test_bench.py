@@ -47,7 +47,7 @@ def test_bench_sample_json_with_an_extrapolated_reference(capsys):
 def test_the_text_report_says_when_the_reference_is_extrapolated(capsys):
     assert main(["bench", "sample", "--batch", "1", "--map", "4x6", "--reference-rows", "2", "--device", "cpu", "-q"]) == 0
     out = capsys.readouterr().out
-    assert "EXTRAPOLATED from one timed step per row (row 0:" in out and "s per clip" in out and "ratio" in out
+    assert "EXTRAPOLATED from steps timed on 2 rows (row 0:" in out and "s per clip" in out and "ratio" in out
 
 
 @pytest.mark.parametrize("args,message", [
