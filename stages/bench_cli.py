@@ -1,4 +1,6 @@
-"""`foley bench sample`: the reference vs the fast prior sampler (stages.bench does the work).
+"""`foley bench sample|vocoder|fad`: speed on the current device, one sub-command per component.
+
+The work happens in stages.bench (sampler), stages.vocoder_commands (vocoder) and the embedders.
 
 Arguments are checked before torch and the models are imported, so a bad flag fails at once.
 """
@@ -7,11 +9,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
+from foley.config import EMBEDDERS, FAD_PROTOCOLS
 from foley.errors import RunError
+from stages.eval_cli import add_weights_argument, check_weights
 
 BENCH_SIZES = ("small", "baseline")  # stages.bench.PRIOR_SIZES, named here so argument errors stay instant
 DCASE_MAP = "20x86"
+CLIP_SECONDS = 4  # bench fad reports clips per second for DCASE's 4 s clips
 
 
 def add_bench_sample(benches: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -59,3 +65,79 @@ def _map_shape(text: str) -> tuple[int, int]:
     if len(parts) != 2 or not all(part.isdigit() and int(part) > 0 for part in parts):
         raise RunError(f"--map must be HEIGHTxWIDTH with positive integers (e.g. 20x86), got {text!r}")
     return int(parts[0]), int(parts[1])
+
+
+def add_bench_commands(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """`foley bench <what>`: speed on the current device; each benchmark is one sub-parser."""
+    bench = commands.add_parser("bench", help="benchmarks (no run folder, no data)")
+    benches = bench.add_subparsers(dest="bench", required=True)
+    add_bench_sample(benches, common)
+    add_bench_fad(benches, common)
+    bench_vocoder = benches.add_parser(
+        "vocoder", parents=[common], help="HiFi-GAN clips per second per batch size (DCASE config, random weights)")
+    bench_vocoder.add_argument("--batch-sizes", default="1,16,64", help="comma-separated (default 1,16,64)")
+    bench_vocoder.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    bench_vocoder.add_argument("--repeats", type=int, default=3, help="timed calls per batch size (default 3)")
+    bench_vocoder.set_defaults(handler=cmd_bench_vocoder)
+
+
+def add_bench_fad(benches: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    bench = benches.add_parser("fad", parents=[common], help="FAD embedder speed: embeddings per second")
+    bench.add_argument("--embedder", choices=EMBEDDERS, default="vggish", help="default vggish")
+    add_weights_argument(bench, " (default: random weights, which time the same network)")
+    bench.add_argument("--protocol", choices=FAD_PROTOCOLS, default="dcase2023", help="window length (default dcase2023)")
+    bench.add_argument("--batch-sizes", default="1,16,64", help="comma-separated windows per call (default 1,16,64)")
+    bench.add_argument("--repeats", type=int, default=3, help="timed calls per batch size (default 3)")
+    bench.add_argument("--device", help="auto, cpu, cuda or cuda:N (default auto)")
+    bench.set_defaults(handler=cmd_bench_fad)
+
+
+def cmd_bench_fad(args: argparse.Namespace) -> int:
+    sizes = _batch_sizes(args)
+    if args.embedder == "vggish":
+        check_weights(args.vggish_weights, required=False)
+    import numpy as np
+    import torch
+
+    from foley.embedders import build_embedder, random_vggish
+    from foley.embedding import benchmark_embedder
+    from foley.fad_protocols import clip_windows, get_protocol
+    from foley.runtime import resolve_device
+
+    device = resolve_device(args.device or "auto")
+    protocol = get_protocol(args.protocol)
+    random_weights = args.embedder == "vggish" and args.vggish_weights is None
+    embedder = random_vggish(device) if random_weights else build_embedder(args.embedder, args.vggish_weights, device)
+    clip_rate = 22050 if not protocol.resample else protocol.sample_rate
+    per_clip = clip_windows(np.ones(CLIP_SECONDS * clip_rate), protocol).shape[0]
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"embedder {embedder.name}{' (random weights: speed only, embeddings meaningless)' if random_weights else ''}, "
+          f"protocol {protocol.name} ({per_clip} embeddings per {CLIP_SECONDS} s clip), device {device}, "
+          f"torch threads {torch.get_num_threads()}, load average {load:.1f} on {os.cpu_count()} cores")
+    for result in benchmark_embedder(embedder, protocol, sizes, device, args.repeats):
+        print(f"  batch {result.batch_size:4d}: {result.embeddings_per_second:10.1f} embeddings/s "
+              f"({result.embeddings_per_second / per_clip:8.1f} clips/s)")
+    return 0
+
+
+def cmd_bench_vocoder(args: argparse.Namespace) -> int:
+    batch_sizes = _batch_sizes(args)
+    from foley.runtime import resolve_device
+    from stages.vocoder_commands import bench_vocoder_table
+
+    print(bench_vocoder_table(batch_sizes, resolve_device(args.device or "auto"), args.repeats))
+    return 0
+
+
+def _batch_sizes(args: argparse.Namespace) -> tuple[int, ...]:
+    """--batch-sizes as positive integers (and --repeats at least 1), or one clear error."""
+    try:
+        sizes = tuple(int(size) for size in args.batch_sizes.split(","))
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1 or args.repeats < 1:
+        raise RunError(
+            f"--batch-sizes takes positive integers separated by commas (e.g. 1,16,64), got {args.batch_sizes!r}; "
+            f"--repeats must be at least 1"
+        )
+    return sizes

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import yaml
 
-from foley.config import DCASE_HIFIGAN_HINT, builtin_config_names, config_from_dict, load_config
+from foley.config import builtin_config_names, config_from_dict, load_config
 from foley.errors import FoleyError, RunError
 from stages import STAGE_NAMES
-from stages.bench_cli import add_bench_sample
-from stages.eval_cli import add_bench_fad, add_eval_commands
+from stages.bench_cli import add_bench_commands
+from stages.eval_cli import add_eval_commands
+from stages.vocoder_cli import add_vocode_command
 
 # Commands import torch and the models only once their arguments and config have been checked,
 # so a bad key or path fails in a fraction of a second.
@@ -72,35 +73,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_vocode_command(commands, common)
     add_bench_commands(commands, common)
     return parser
-
-
-def add_vocode_command(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    vocode = commands.add_parser("vocode", parents=[common], help="log-mels (.npy) -> 16-bit wavs with HiFi-GAN or Griffin-Lim")
-    vocode.add_argument("input", type=Path, help=".npy log-mel (n_mels x T, or N x n_mels x T) or a folder of them")
-    which = vocode.add_mutually_exclusive_group(required=True)
-    which.add_argument("--hifigan", type=Path, metavar="CKPT", help="official HiFi-GAN generator file g_XXXXXXXX")
-    which.add_argument("--griffinlim", action="store_true", help="the weight-free fallback (settings from --config)")
-    vocode.add_argument("--hifigan-config", type=Path, metavar="JSON", help="the official config JSON saved with CKPT")
-    vocode.add_argument("--config", default=None, help="foley config giving the mel and Griffin-Lim settings (default quick)")
-    vocode.add_argument("--out", type=Path, required=True, help="output folder")
-    vocode.add_argument("--batch-size", type=int, default=16, help="mels per vocoder call (default 16)")
-    vocode.add_argument("--device", help="auto, cpu, cuda or cuda:N")
-    vocode.add_argument("--force", action="store_true", help="overwrite existing wavs")
-    vocode.set_defaults(handler=cmd_vocode)
-
-
-def add_bench_commands(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    """`foley bench <what>`: speed on the current device; each benchmark is one sub-parser."""
-    bench = commands.add_parser("bench", help="benchmarks (no run folder, no data)")
-    benches = bench.add_subparsers(dest="bench", required=True)
-    add_bench_fad(benches, common)
-    add_bench_sample(benches, common)
-    bench_vocoder = benches.add_parser(
-        "vocoder", parents=[common], help="HiFi-GAN clips per second per batch size (DCASE config, random weights)")
-    bench_vocoder.add_argument("--batch-sizes", default="1,16,64", help="comma-separated (default 1,16,64)")
-    bench_vocoder.add_argument("--device", help="auto, cpu, cuda or cuda:N")
-    bench_vocoder.add_argument("--repeats", type=int, default=3, help="timed calls per batch size (default 3)")
-    bench_vocoder.set_defaults(handler=cmd_bench_vocoder)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -165,50 +137,6 @@ def cmd_synth_data(args: argparse.Namespace) -> int:
     )
     log.info("development layout: %s\nevaluation layout:  %s", result.dev_dir, result.eval_dir)
     log.info("train on it with: foley run --data %s --reference %s", result.dev_dir, result.eval_dir)
-    return 0
-
-
-def cmd_vocode(args: argparse.Namespace) -> int:
-    _check_vocode_args(args)
-    config = load_config(args.config)
-    from foley.runtime import resolve_device
-    from stages.vocoder_commands import command_vocoder, vocode_files
-
-    vocoder, n_mels, n_mels_from = command_vocoder(args.hifigan, args.hifigan_config, config, args.batch_size)
-    vocoder.to(resolve_device(args.device or "auto"))
-    paths = vocode_files(args.input, vocoder, n_mels, n_mels_from, args.out, args.batch_size, args.force)
-    log.info("wrote %d wavs (16-bit, %d Hz) to %s with %s", len(paths), vocoder.sample_rate, args.out, vocoder.name)
-    return 0
-
-
-def _check_vocode_args(args: argparse.Namespace) -> None:
-    if args.batch_size < 1:
-        raise RunError("--batch-size must be at least 1")
-    if args.hifigan is None and args.hifigan_config is not None:
-        raise RunError("--hifigan-config goes with --hifigan; --griffinlim takes its settings from --config")
-    if args.hifigan is not None and args.hifigan_config is None:
-        raise RunError("--hifigan needs --hifigan-config JSON, the official config JSON saved with the checkpoint")
-    expected = {"--hifigan": "an official HiFi-GAN generator file g_XXXXXXXX",
-                "--hifigan-config": "the official HiFi-GAN config JSON saved with the checkpoint"}
-    for flag, path in (("--hifigan", args.hifigan), ("--hifigan-config", args.hifigan_config)):
-        if path is not None and not path.is_file():
-            raise RunError(f"{flag} '{path}' does not exist; expected {expected[flag]} ({DCASE_HIFIGAN_HINT})")
-    if not args.input.exists():
-        raise RunError(f"input '{args.input}' does not exist; give a .npy log-mel (n_mels x frames or "
-                       "N x n_mels x frames) or a folder of them")
-
-
-def cmd_bench_vocoder(args: argparse.Namespace) -> int:
-    try:
-        batch_sizes = tuple(int(b) for b in args.batch_sizes.split(","))
-    except ValueError:
-        raise RunError(f"--batch-sizes takes comma-separated integers (e.g. 1,16,64), got '{args.batch_sizes}'") from None
-    if not batch_sizes or min(batch_sizes) < 1 or args.repeats < 1:
-        raise RunError("--batch-sizes and --repeats must be at least 1")
-    from foley.runtime import resolve_device
-    from stages.vocoder_commands import bench_vocoder_table
-
-    print(bench_vocoder_table(batch_sizes, resolve_device(args.device or "auto"), args.repeats))
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The evaluation commands of `foley`: fad, compare and bench fad.
+"""The evaluation commands of `foley`: fad and compare.
 
 Arguments are checked before torch and the models are imported, so a bad flag fails at once.
 """
@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from pathlib import Path
 
 from foley.config import EMBEDDERS, FAD_PROTOCOLS, load_config
@@ -15,7 +14,6 @@ from foley.errors import CheckpointError, DataError, RunError
 from foley.vggish_weights import WEIGHTS_FILE, missing_weights_message
 
 log = logging.getLogger("foley")
-CLIP_SECONDS = 4  # bench fad reports clips per second for DCASE's 4 s clips
 
 
 def add_eval_commands(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -25,7 +23,7 @@ def add_eval_commands(commands: argparse._SubParsersAction, common: argparse.Arg
                      help="folder of <class>/*.wav, statistics .npz, or folder of <class>/gt_embedding.pkl (the official evaluator's data/eval)")
     fad.add_argument("--protocol", choices=FAD_PROTOCOLS, required=True, help="dcase2023 (the official evaluator) or standard (16 kHz, 0.96 s)")
     fad.add_argument("--embedder", choices=EMBEDDERS, required=True, help="vggish (needs --vggish-weights) or builtin (weight-free; not comparable with VGGish numbers)")
-    _add_weights_argument(fad)
+    add_weights_argument(fad)
     fad.add_argument("--relax-checks", action="store_true", help="dcase2023: accept inputs the official evaluator would refuse")
     fad.add_argument("--out", type=Path, help="also write the table as CSV (the columns of a run's evaluate/fad.csv)")
     fad.add_argument("--classes", help="comma-separated class folders (default: the seven DCASE 2023 classes)")
@@ -44,22 +42,11 @@ def add_eval_commands(commands: argparse._SubParsersAction, common: argparse.Arg
     compare.set_defaults(handler=cmd_compare)
 
 
-def add_bench_fad(benches: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    bench = benches.add_parser("fad", parents=[common], help="FAD embedder speed: embeddings per second")
-    bench.add_argument("--embedder", choices=EMBEDDERS, default="vggish", help="default vggish")
-    _add_weights_argument(bench, " (default: random weights, which time the same network)")
-    bench.add_argument("--protocol", choices=FAD_PROTOCOLS, default="dcase2023", help="window length (default dcase2023)")
-    bench.add_argument("--batch-sizes", default="1,16,64", help="comma-separated windows per call (default 1,16,64)")
-    bench.add_argument("--repeats", type=int, default=3, help="timed calls per batch size (default 3)")
-    bench.add_argument("--device", help="auto, cpu, cuda or cuda:N (default auto)")
-    bench.set_defaults(handler=cmd_bench_fad)
-
-
-def _add_weights_argument(parser: argparse.ArgumentParser, default: str = "") -> None:
+def add_weights_argument(parser: argparse.ArgumentParser, default: str = "") -> None:
     parser.add_argument("--vggish-weights", type=Path, metavar="PATH", help=f"torchvggish's {WEIGHTS_FILE}{default}")
 
 
-def _check_weights(path: Path | None, required: bool) -> None:
+def check_weights(path: Path | None, required: bool) -> None:
     if (path is None and required) or (path is not None and not path.is_file()):
         raise CheckpointError(missing_weights_message(path))
 
@@ -70,7 +57,7 @@ def cmd_fad(args: argparse.Namespace) -> int:
     if not args.reference.exists():
         raise DataError(f"reference '{args.reference}' does not exist (give a folder of <class>/*.wav, an .npz, "
                         "or a folder of <class>/gt_embedding.pkl)")
-    _check_weights(args.vggish_weights, required=args.embedder == "vggish")
+    check_weights(args.vggish_weights, required=args.embedder == "vggish")
     if args.bootstrap == 1 or args.bootstrap < 0 or args.batch_size < 1:
         raise RunError("--bootstrap must be 0 (off) or at least 2, and --batch-size at least 1")
     names = tuple(n.strip() for n in args.classes.split(",")) if args.classes else load_config("base").data.eval_class_names
@@ -109,37 +96,4 @@ def cmd_compare(args: argparse.Namespace) -> int:
     labels = [label.strip() for label in args.labels.split(",")] if args.labels else None
     for path in compare_runs(args.runs, args.out, labels):
         log.info("wrote %s", path)
-    return 0
-
-
-def cmd_bench_fad(args: argparse.Namespace) -> int:
-    try:
-        sizes = tuple(int(s) for s in args.batch_sizes.split(","))
-    except ValueError:
-        sizes = ()
-    if not sizes or min(sizes) < 1 or args.repeats < 1:
-        raise RunError(f"--batch-sizes must be positive integers separated by commas (got {args.batch_sizes!r}) and --repeats at least 1")
-    if args.embedder == "vggish":
-        _check_weights(args.vggish_weights, required=False)
-    import numpy as np
-    import torch
-
-    from foley.embedders import build_embedder, random_vggish
-    from foley.embedding import benchmark_embedder
-    from foley.fad_protocols import clip_windows, get_protocol
-    from foley.runtime import resolve_device
-
-    device = resolve_device(args.device or "auto")
-    protocol = get_protocol(args.protocol)
-    random_weights = args.embedder == "vggish" and args.vggish_weights is None
-    embedder = random_vggish(device) if random_weights else build_embedder(args.embedder, args.vggish_weights, device)
-    clip_rate = 22050 if not protocol.resample else protocol.sample_rate
-    per_clip = clip_windows(np.ones(CLIP_SECONDS * clip_rate), protocol).shape[0]
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"embedder {embedder.name}{' (random weights: speed only, embeddings meaningless)' if random_weights else ''}, "
-          f"protocol {protocol.name} ({per_clip} embeddings per {CLIP_SECONDS} s clip), device {device}, "
-          f"torch threads {torch.get_num_threads()}, load average {load:.1f} on {os.cpu_count()} cores")
-    for result in benchmark_embedder(embedder, protocol, sizes, device, args.repeats):
-        print(f"  batch {result.batch_size:4d}: {result.embeddings_per_second:10.1f} embeddings/s "
-              f"({result.embeddings_per_second / per_clip:8.1f} clips/s)")
     return 0

@@ -31,7 +31,8 @@ from foley.hifigan_training import (
 from foley.models.hifigan import HiFiGANConfig
 from foley.models.hifigan_discriminators import DiscriminatorOutput, MultiPeriodDiscriminator, MultiScaleDiscriminator
 from foley.models.normed_conv import SpectralNormConv
-from test_hifigan import one_thread  # noqa: F401  (autouse fixture: one torch thread on shared CPUs)
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 SR = 22050
 TOY = HiFiGANConfig(

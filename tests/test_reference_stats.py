@@ -15,7 +15,7 @@ from fake_embedders import RefusingEmbedder, StatsEmbedder
 
 from foley.embedding import EmbedOptions
 from foley.errors import DataError, FoleyError
-from foley.fad import GaussianStats, frechet_distance, gaussian_stats
+from foley.fad import frechet_distance, gaussian_stats
 from foley.fad_protocols import DCASE2023, STANDARD
 from foley.gt_pickle import (
     decode_feature, encode_float_feature, encode_int64_feature, official_pickle_bytes, read_official_stats,

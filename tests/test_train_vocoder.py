@@ -26,13 +26,7 @@ FAST = ["autoencoder.strides=[[4,4],[4,8]]", "autoencoder.quantizer.levels=1", "
 UP_TO_PRIOR = "prepare,train_vqvae,extract_codes,train_prior"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: on a few shared cores, several threads per process spin and slow tests 10x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def sets(overrides):

@@ -13,8 +13,9 @@ from foley.errors import CheckpointError, ConfigError
 from foley.models.hifigan import Generator, HiFiGANConfig, HiFiGANVocoder
 from foley.vocoders import GriffinLim, build_vocoder, vocode_all
 from stages.cli import main
-from test_hifigan import one_thread  # noqa: F401  (autouse fixture: one torch thread on shared CPUs)
 from toy_hifigan import TOY_HIFIGAN, write_toy_hifigan
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def hifigan_config(checkpoint, config_json, *more):

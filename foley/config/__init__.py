@@ -1,4 +1,5 @@
-"""foley's configuration: the schema (foley.config.schema) and how configs load (foley.config.loading)."""
+"""foley's configuration: sections (foley.config.sections, foley.config.vocoder_eval), the whole
+config (foley.config.schema) and how configs load (foley.config.loading)."""
 
 from foley.config.loading import (
     DEFAULT_CONFIG,
@@ -10,6 +11,10 @@ from foley.config.loading import (
     section_from_dict,
 )
 from foley.config.schema import (
+    MAX_ATTENTION_BYTES,
+    Config,
+)
+from foley.config.sections import (
     SyntheticConfig,
     DataConfig,
     AudioConfig,
@@ -23,6 +28,9 @@ from foley.config.schema import (
     CodesConfig,
     PriorConfig,
     SampleConfig,
+    to_plain,
+)
+from foley.config.vocoder_eval import (
     GriffinLimConfig,
     VOCODERS,
     CHANNEL_DIVISORS,
@@ -33,7 +41,40 @@ from foley.config.schema import (
     EMBEDDERS,
     FAD_PROTOCOLS,
     EvaluateConfig,
-    MAX_ATTENTION_BYTES,
-    Config,
-    to_plain,
 )
+
+__all__ = [
+    "DEFAULT_CONFIG",
+    "builtin_config_names",
+    "config_from_dict",
+    "dump_config",
+    "load_config",
+    "resolve_config_path",
+    "section_from_dict",
+    "SyntheticConfig",
+    "DataConfig",
+    "AudioConfig",
+    "MelConfig",
+    "TrainConfig",
+    "QUANTIZERS",
+    "CODEBOOK_INITS",
+    "QuantizerConfig",
+    "AutoencoderConfig",
+    "STACKS",
+    "CodesConfig",
+    "PriorConfig",
+    "SampleConfig",
+    "to_plain",
+    "GriffinLimConfig",
+    "VOCODERS",
+    "CHANNEL_DIVISORS",
+    "DCASE_HIFIGAN_HINT",
+    "HiFiGANTrainConfig",
+    "HiFiGANVocoderConfig",
+    "VocoderConfig",
+    "EMBEDDERS",
+    "FAD_PROTOCOLS",
+    "EvaluateConfig",
+    "MAX_ATTENTION_BYTES",
+    "Config",
+]

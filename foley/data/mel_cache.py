@@ -17,6 +17,7 @@ import torch
 from tqdm import tqdm
 
 from foley import shapes
+from foley.atomic import save_npy_atomic
 from foley.audio import log_mel, read_clip
 from foley.config import AudioConfig, MelConfig
 from foley.data.layout import Entry
@@ -54,14 +55,6 @@ def build_mel_cache(
     prepared: list[Prepared] = []
     rejected: list[Rejected] = []
     pending: list[np.ndarray] = []
-
-    def flush() -> None:
-        if pending:
-            batch = torch.from_numpy(np.stack(pending)).to(device)
-            first = len(prepared) - len(pending)
-            store[first : len(prepared)] = log_mel(batch, mel, audio.sample_rate).cpu().numpy()
-            pending.clear()
-
     for entry, outcome in tqdm(_read_all(entries, audio), total=len(entries), desc="prepare", disable=not progress):
         if isinstance(outcome, str):
             rejected.append(Rejected(entry, outcome))
@@ -69,12 +62,21 @@ def build_mel_cache(
         prepared.append(Prepared(entry, len(prepared), outcome.conversions))
         pending.append(outcome.audio)
         if len(pending) == batch_size:
-            flush()
-    flush()
+            _store_mels(store, len(prepared) - len(pending), pending, mel, audio.sample_rate, device)
+    _store_mels(store, len(prepared) - len(pending), pending, mel, audio.sample_rate, device)
     store.flush()
     del store
     _finalise(tmp, out_path, len(prepared))
     return prepared, rejected
+
+
+def _store_mels(store: np.ndarray, first: int, pending: list[np.ndarray], mel: MelConfig, sample_rate: int,
+                device: torch.device) -> None:
+    """Log-mels of the pending clips into store[first:], in one batch; empties `pending`."""
+    if pending:
+        batch = torch.from_numpy(np.stack(pending)).to(device)
+        store[first : first + len(pending)] = log_mel(batch, mel, sample_rate).cpu().numpy()
+        pending.clear()
 
 
 def _read_all(entries: Sequence[Entry], audio: AudioConfig) -> Iterator[tuple[Entry, object]]:
@@ -90,17 +92,12 @@ def _read_all(entries: Sequence[Entry], audio: AudioConfig) -> Iterator[tuple[En
 
 
 def _finalise(tmp: Path, out_path: Path, rows: int) -> None:
-    """Rename the temporary array into place, first trimming rows left empty by rejected clips."""
+    """Move the temporary array into place, keeping only its first `rows` rows (the accepted clips)."""
     full = np.load(tmp, mmap_mode="r")
-    if rows < full.shape[0]:
-        trimmed_tmp = tmp.with_name(tmp.name + ".trim")
-        trimmed = np.lib.format.open_memmap(trimmed_tmp, mode="w+", dtype=full.dtype, shape=(rows, *full.shape[1:]))
-        for first in range(0, rows, 256):
-            last = min(first + 256, rows)
-            trimmed[first:last] = full[first:last]
-        trimmed.flush()
-        del trimmed, full
-        os.replace(trimmed_tmp, tmp)
-    else:
+    if rows == full.shape[0]:
         del full
-    os.replace(tmp, out_path)
+        os.replace(tmp, out_path)
+        return
+    save_npy_atomic(out_path, full[:rows])
+    del full
+    tmp.unlink()

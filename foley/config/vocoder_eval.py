@@ -1,0 +1,125 @@
+"""The configuration sections after the prior: the vocoder (Griffin-Lim or HiFi-GAN) and the evaluation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from foley.config.sections import require
+from foley.errors import ConfigError
+from foley.vggish_weights import missing_weights_message
+
+
+@dataclass(frozen=True)
+class GriffinLimConfig:
+    n_iter: int
+    momentum: float
+
+    def check(self, path: str) -> None:
+        require(self.n_iter >= 1, f"{path}.n_iter", "must be at least 1")
+        require(0.0 <= self.momentum < 1.0, f"{path}.momentum", "must be in [0, 1)")
+
+
+VOCODERS = ("griffinlim", "hifigan")
+CHANNEL_DIVISORS = (1, 2, 4, 8)
+DCASE_HIFIGAN_HINT = "the DCASE 2023 Task 7 baseline repository's checkpoint/hifigan/ has g_00935000 and hifigan_config.json"
+
+
+@dataclass(frozen=True)
+class HiFiGANTrainConfig:
+    """How the train_vocoder stage trains a HiFi-GAN on the run's training clips."""
+
+    base: str | None  # official config JSON to train; None = the DCASE baseline's (V1)
+    epochs: int
+    batch_size: int
+    checkpoint_every: int
+    keep_checkpoints: int
+    validate_every: int
+    val_clips: int
+    channel_divisor: int
+    num_workers: int
+
+    def check(self, path: str) -> None:
+        for key in ("epochs", "batch_size", "validate_every", "val_clips"):
+            require(getattr(self, key) >= 1, f"{path}.{key}", "must be at least 1")
+        require(self.checkpoint_every >= 0, f"{path}.checkpoint_every",
+                 "must be >= 0 (steps between checkpoints; 0 = at the end of each epoch only)")
+        require(self.keep_checkpoints >= 0, f"{path}.keep_checkpoints", "must be >= 0 (0 keeps every checkpoint)")
+        require(self.channel_divisor in CHANNEL_DIVISORS, f"{path}.channel_divisor",
+                 f"must be one of {', '.join(map(str, CHANNEL_DIVISORS))} (1 = the official discriminators)")
+        require(self.num_workers >= 0, f"{path}.num_workers", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class HiFiGANVocoderConfig:
+    """An official checkpoint to load (checkpoint + config), or, with both null, one to train."""
+
+    checkpoint: str | None
+    config: str | None
+    train: HiFiGANTrainConfig
+
+    def check(self, path: str) -> None:
+        if (self.checkpoint is None) != (self.config is None):
+            missing, given = ("config", "checkpoint") if self.config is None else ("checkpoint", "config")
+            require(False, f"{path}.{missing}", f"is null but {path}.{given} is set; give both (the official "
+                     "g_XXXXXXXX generator file and the config JSON saved with it), or neither to train one")
+
+    def check_files(self, path: str) -> None:
+        """The files it names exist (checked only when the HiFi-GAN is the configured vocoder)."""
+        expected = {
+            "checkpoint": f"an official HiFi-GAN generator file g_XXXXXXXX ({DCASE_HIFIGAN_HINT})",
+            "config": f"the official HiFi-GAN config JSON saved with the checkpoint ({DCASE_HIFIGAN_HINT})",
+        }
+        for key, what in expected.items():
+            name = getattr(self, key)
+            require(name is None or Path(name).is_file(), f"{path}.{key}",
+                     f"names {name!r}, which does not exist; expected {what}")
+        base = self.train.base
+        require(base is None or Path(base).is_file(), f"{path}.train.base",
+                 f"names {base!r}, which does not exist; expected an official HiFi-GAN config JSON to train with "
+                 "(or null for the DCASE baseline's)")
+
+
+@dataclass(frozen=True)
+class VocoderConfig:
+    type: str
+    batch_size: int
+    griffinlim: GriffinLimConfig
+    hifigan: HiFiGANVocoderConfig
+
+    def check(self, path: str) -> None:
+        require(self.type in VOCODERS, f"{path}.type", f"must be one of {', '.join(VOCODERS)}")
+        require(self.batch_size >= 1, f"{path}.batch_size", "must be at least 1")
+        if self.type == "hifigan":
+            self.hifigan.check_files(f"{path}.hifigan")
+
+
+EMBEDDERS = ("builtin", "vggish")
+FAD_PROTOCOLS = ("dcase2023", "standard")
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    embedder: str
+    vggish_weights: str | None
+    protocol: str
+    relax_checks: bool
+    reference: str | None
+    fad_inf: bool
+    bootstrap: int
+    floors: bool
+    floor_clips_per_class: int
+    batch_size: int
+
+    def check(self, path: str) -> None:
+        require(self.embedder in EMBEDDERS, f"{path}.embedder", f"must be one of {', '.join(EMBEDDERS)}")
+        if self.embedder == "vggish" and self.vggish_weights is None:
+            raise ConfigError(f"config key '{path}.vggish_weights' is null: {missing_weights_message(None)}")
+        require(self.protocol in FAD_PROTOCOLS, f"{path}.protocol", f"must be one of {', '.join(FAD_PROTOCOLS)}")
+        require(self.bootstrap == 0 or self.bootstrap >= 2, f"{path}.bootstrap", "must be 0 (off) or at least 2 resamples")
+        require(
+            self.floor_clips_per_class >= 0,
+            f"{path}.floor_clips_per_class",
+            "must be >= 0 (0 = every reference clip)",
+        )
+        require(self.batch_size >= 1, f"{path}.batch_size", "must be at least 1")
