@@ -11,8 +11,9 @@ The loop (epochs, logging, cadence) belongs to the caller: call `train_step` per
 from __future__ import annotations
 
 import itertools
-import re
 import json
+import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,9 +23,9 @@ from torch.optim.lr_scheduler import ExponentialLR
 
 from foley.atomic import write_text_atomic
 from foley.audio import log_mel
-from foley.checkpoint import save_checkpoint
+from foley.checkpoint import read_torch_file, save_checkpoint
 from foley.errors import CheckpointError
-from foley.models.hifigan import Generator, HiFiGANConfig, check_state_matches, official_key_names, read_torch_file
+from foley.models.hifigan import Generator, HiFiGANConfig, check_state_matches, official_key_names
 from foley.models.hifigan_discriminators import DiscriminatorOutput, MultiPeriodDiscriminator, MultiScaleDiscriminator
 
 MEL_LOSS_WEIGHT = 45.0
@@ -33,6 +34,7 @@ PEAK_LEVEL = 0.95  # the official loader scales each clip to this peak
 DISCRIMINATOR_KEYS = ("mpd", "msd", "optim_g", "optim_d", "steps", "epoch")
 CHECKPOINT_NAME = re.compile(r"^(g|do)_(\d{8})$")
 CONFIG_NAME = "config.json"  # the official train.py keeps a copy of its config beside the checkpoints
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -255,19 +257,39 @@ def complete_checkpoint_steps(directory: str | Path) -> list[int]:
 def load_training_checkpoint(
     directory: str | Path, models: HiFiGANModels, optimizers: HiFiGANOptimizers
 ) -> TrainingProgress | None:
-    """Restore models and optimizers from the newest complete pair; None when there is none.
+    """Restore models and optimizers from the newest readable complete pair; None when there is none.
 
-    The schedulers are rebuilt from `epoch`: the learning rates come from the saved optimizers
-    (already decayed `epoch` times) and the next end_epoch decays them once more.
+    A pair whose files are corrupt or truncated is named in a warning and the pair before it is
+    used (keep_checkpoints >= 2 keeps one); an error when no pair can be read. The schedulers are
+    rebuilt from `epoch`: the learning rates come from the saved optimizers (already decayed
+    `epoch` times) and the next end_epoch decays them once more.
     """
-    steps = latest_checkpoint_steps(directory)
-    if steps is None:
-        return None
+    steps = complete_checkpoint_steps(directory)
+    problems = []
+    for candidate in reversed(steps):
+        try:
+            generator_state, state = _read_pair(directory, candidate)
+        except CheckpointError as err:
+            log.warning("%s; trying the checkpoint pair before it", err)
+            problems.append(str(err))
+            continue
+        return _restore_pair(directory, candidate, generator_state, state, models, optimizers)
+    if problems:
+        raise CheckpointError(f"no readable checkpoint pair in '{directory}': {' and '.join(problems)}")
+    return None
+
+
+def _read_pair(directory: str | Path, steps: int) -> tuple[dict, dict]:
     g_path, do_path = checkpoint_paths(directory, steps)
     generator_state = read_torch_file(g_path, "HiFi-GAN generator checkpoint")
     state = read_torch_file(do_path, "HiFi-GAN discriminator/optimizer checkpoint")
     _require_keys(g_path, generator_state, ("generator",))
     _require_keys(do_path, state, DISCRIMINATOR_KEYS)
+    return generator_state, state
+
+
+def _restore_pair(directory: str | Path, steps: int, generator_state: dict, state: dict, models: HiFiGANModels,
+                  optimizers: HiFiGANOptimizers) -> TrainingProgress:
     for name, module, source in (("generator", models.generator, generator_state), ("mpd", models.mpd, state),
                                  ("msd", models.msd, state)):
         weights = official_key_names(source[name])
@@ -277,7 +299,7 @@ def load_training_checkpoint(
         try:
             getattr(optimizers, name).load_state_dict(state[name])
         except (ValueError, KeyError) as err:
-            raise CheckpointError(f"'{name}' in '{do_path}' does not fit the models ({err})") from None
+            raise CheckpointError(f"'{name}' in '{checkpoint_paths(directory, steps)[1]}' does not fit the models ({err})") from None
     _rebuild_schedulers(optimizers, models.config, state["epoch"])
     extra = {key: value for key, value in state.items() if key not in DISCRIMINATOR_KEYS}
     return TrainingProgress(steps=int(state["steps"]), epoch=int(state["epoch"]), extra=extra)

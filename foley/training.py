@@ -4,8 +4,9 @@ A trainer is described by a `Task`: it owns its modules and optimisers, performs
 step on a batch and returns named losses, and says what to log at the end of an epoch. The loop
 owns everything else: the batch order (a permutation drawn from (seed, epoch), so a resumed run
 sees the same batches), atomic checkpoints (every `checkpoint_every` steps and at each epoch's
-end), resuming from the last checkpoint, RNG state, non-finite loss detection, a progress bar,
-and `metrics.csv` (one row per epoch).
+end; the one before is kept as `<name>.prev` and used when the newest turns out corrupt),
+resuming from the last checkpoint, RNG state, non-finite loss detection, a progress bar, and
+`metrics.csv` (one row per epoch).
 
 By default the loop writes one foley checkpoint file holding the task's state and its own. A
 `CheckpointingTask` instead keeps its checkpoints in files of its own format (e.g. HiFi-GAN's
@@ -27,7 +28,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
 from foley.atomic import atomic_path
-from foley.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from foley.checkpoint import load_newest_checkpoint, rng_state, save_checkpoint, set_rng_state
 from foley.config import TrainConfig
 from foley.errors import RunError
 
@@ -161,9 +162,9 @@ def _resume(task: Task | CheckpointingTask, plan: LoopPlan) -> tuple[int, int, i
 
 
 def _load_task_file(task: Task, path: Path) -> LoopState | None:
-    if not path.exists():
+    state = load_newest_checkpoint(path)
+    if state is None:
         return None
-    state = load_checkpoint(path)
     task.load_state_dict(state["task"])
     return LoopState(state["epoch"], state["batch_in_epoch"], state["step"], state["rng"])
 
@@ -181,7 +182,7 @@ def _save(task: Task | CheckpointingTask, plan: LoopPlan, epoch: int, batch_inde
         "step": loop.step,
         "rng": loop.rng,
     }
-    save_checkpoint(plan.checkpoint_path, payload)
+    save_checkpoint(plan.checkpoint_path, payload, keep_previous=True)
 
 
 def _check_finite(losses: dict[str, float], step: int, plan: LoopPlan) -> None:

@@ -19,7 +19,7 @@ import torch
 from foley.atomic import write_text_atomic
 
 MANIFEST = "manifest.json"
-SKIPPED_FILES = {MANIFEST, "checkpoint.pt"}
+SKIPPED_FILES = {MANIFEST, "checkpoint.pt", "checkpoint.pt.prev"}
 
 
 def read_manifest(stage_dir: Path) -> dict[str, Any] | None:

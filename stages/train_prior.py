@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from foley.checkpoint import checkpoint_header, model_payload, save_checkpoint
+from foley.checkpoint import checkpoint_header, model_payload, remove_checkpoint, save_checkpoint
 from foley.config import Config
 from foley.models.builders import build_prior, prior_spec
 from foley.tasks import PriorTask
@@ -48,5 +48,5 @@ def run(config: Config, ctx: StageContext) -> dict:
     )
     summary = fit(task, torch.utils.data.TensorDataset(codes, labels), plan)
     save_checkpoint(out / "prior.pt", model_payload("prior", spec, model, metrics=summary))
-    plan.checkpoint_path.unlink()
+    remove_checkpoint(plan.checkpoint_path)
     return {"train_maps": len(codes), "val_maps": len(val[0]), "parameters": sum(p.numel() for p in model.parameters()), "final": summary}

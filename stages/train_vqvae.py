@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from foley.checkpoint import checkpoint_header, model_payload, save_checkpoint
+from foley.checkpoint import checkpoint_header, model_payload, remove_checkpoint, save_checkpoint
 from foley.config import Config
 from foley.models.builders import autoencoder_spec, build_autoencoder
 from foley.tasks import AutoencoderTask
@@ -46,5 +46,5 @@ def run(config: Config, ctx: StageContext) -> dict:
     )
     summary = fit(task, torch.utils.data.TensorDataset(train), plan)
     save_checkpoint(out / "vqvae.pt", model_payload("autoencoder", spec, model, metrics=summary))
-    plan.checkpoint_path.unlink()
+    remove_checkpoint(plan.checkpoint_path)
     return {"train_clips": len(train), "val_clips": len(val), "final": summary}

@@ -236,6 +236,20 @@ def test_latest_complete_pair_wins(tmp_path):
     assert load_training_checkpoint(tmp_path, models, optimizers).steps == 5
 
 
+def test_a_corrupt_newest_pair_falls_back_to_the_pair_before(tmp_path, caplog):
+    models = toy_models(0)
+    optimizers = build_optimizers(models)
+    save_training_checkpoint(tmp_path, 5, 0, models, optimizers)
+    save_training_checkpoint(tmp_path, 10, 1, models, optimizers)
+    do_path = tmp_path / "do_00000010"
+    do_path.write_bytes(do_path.read_bytes()[:1000])  # cut short
+    assert load_training_checkpoint(tmp_path, toy_models(1), build_optimizers(models)).steps == 5
+    assert f"'{do_path}' is corrupt, truncated" in caplog.text and "trying the checkpoint pair before it" in caplog.text
+    (tmp_path / "g_00000005").write_bytes(b"junk")
+    with pytest.raises(CheckpointError, match="no readable checkpoint pair"):
+        load_training_checkpoint(tmp_path, models, optimizers)
+
+
 def test_bad_training_checkpoints_are_named(tmp_path):
     models = toy_models(0)
     optimizers = build_optimizers(models)

@@ -1,10 +1,11 @@
 import dataclasses
+import logging
 
 import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from foley.checkpoint import load_checkpoint
+from foley.checkpoint import load_checkpoint, previous_path
 from foley.config import TrainConfig
 from foley.errors import RunError
 from foley.training import CheckpointingTask, EpochBatches, LoopPlan, LoopState, fit
@@ -95,6 +96,23 @@ def test_resumed_training_reaches_the_same_weights(tmp_path, every, stop_after):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     state = load_checkpoint(tmp_path / "split" / "checkpoint.pt", kind="test")
     assert state["epoch"] == 3 and state["step"] == 24
+
+
+def test_a_corrupt_latest_checkpoint_resumes_from_the_previous_one(tmp_path, caplog):
+    whole = LinearTask()
+    fit(whole, _data(), _plan(tmp_path / "whole", every=3))
+    with pytest.raises(KeyboardInterrupt):
+        fit(LinearTask(fail_at=10), _data(), _plan(tmp_path / "split", every=3))
+    latest = tmp_path / "split" / "checkpoint.pt"
+    assert load_checkpoint(latest)["step"] == 9 and load_checkpoint(previous_path(latest))["step"] == 8
+    latest.write_bytes(latest.read_bytes()[:-200])  # truncated
+    resumed = LinearTask()
+    with caplog.at_level(logging.INFO):
+        fit(resumed, _data(), _plan(tmp_path / "split", every=3))
+    assert f"checkpoint '{latest}' is corrupt, truncated" in caplog.text
+    assert f"using the previous checkpoint '{previous_path(latest)}'" in caplog.text and "step 8)" in caplog.text
+    for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
 def test_a_task_can_own_its_checkpoint_files(tmp_path):

@@ -14,9 +14,7 @@ from __future__ import annotations
 import copy
 import json
 import math
-import pickle
 import time
-import zipfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
@@ -25,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from foley.checkpoint import read_torch_file
 from foley.config import MelConfig
 from foley.errors import CheckpointError, ConfigError
 from foley.models.normed_conv import WeightNormConv
@@ -210,18 +209,6 @@ class Generator(nn.Module):
 
 # ---------------------------------------------------------------------------------------------
 # Official checkpoint I/O
-
-
-def read_torch_file(path: str | Path, what: str) -> Any:
-    """torch.load on the CPU (weights_only); CheckpointError when missing or unreadable."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{what} '{path}' does not exist")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{what} '{path}' is corrupt or not a torch file ({first})") from None
 
 
 def official_key_names(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
