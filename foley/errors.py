@@ -23,3 +23,16 @@ class CheckpointError(FoleyError):
 
 class RunError(FoleyError):
     """A run folder or stage that cannot proceed (missing upstream output, lock held, ...)."""
+
+
+class Interrupted(FoleyError):
+    """Training stopped on SIGINT or SIGTERM after writing a checkpoint; the run resumes from it."""
+
+    def __init__(self, message: str, signal_number: int):
+        super().__init__(message)
+        self.signal_number = signal_number
+
+    @property
+    def exit_code(self) -> int:
+        """The shell's code for a process ended by the signal: 130 for SIGINT, 143 for SIGTERM."""
+        return 128 + self.signal_number

@@ -24,6 +24,7 @@ from torch.optim.lr_scheduler import ExponentialLR
 from foley.atomic import write_text_atomic
 from foley.audio import log_mel
 from foley.checkpoint import read_torch_file, save_checkpoint
+from foley.distributed import unwrap
 from foley.errors import CheckpointError
 from foley.models.hifigan import Generator, HiFiGANConfig, check_state_matches, official_key_names
 from foley.models.hifigan_discriminators import DiscriminatorOutput, MultiPeriodDiscriminator, MultiScaleDiscriminator
@@ -39,13 +40,15 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class HiFiGANModels:
+    """The generator and the two discriminators (in data-parallel training, their DDP wrappers)."""
+
     generator: Generator
     mpd: MultiPeriodDiscriminator
     msd: MultiScaleDiscriminator
 
     @property
     def config(self) -> HiFiGANConfig:
-        return self.generator.config
+        return unwrap(self.generator).config
 
     def to(self, device: str | torch.device) -> HiFiGANModels:
         for module in (self.generator, self.mpd, self.msd):
@@ -98,11 +101,17 @@ def peak_normalize(audio: torch.Tensor, peak: float = PEAK_LEVEL) -> torch.Tenso
     return torch.where(largest > 0, audio * (peak / largest.clamp_min(torch.finfo(audio.dtype).tiny)), audio)
 
 
-def random_segments(clips: torch.Tensor, segment_size: int, rng: torch.Generator) -> torch.Tensor:
-    """One random `segment_size` window per clip (B, T) -> (B, segment_size); short clips are zero-padded."""
+def random_segments(clips: torch.Tensor, segment_size: int, rng: torch.Generator, first: int = 0,
+                    total: int | None = None) -> torch.Tensor:
+    """One random `segment_size` window per clip (B, T) -> (B, segment_size); short clips are zero-padded.
+
+    The starts are drawn for a batch of `total` clips (default: B) of which `clips` are the ones
+    from `first` on, so a clip's window does not depend on how its batch is split over processes.
+    """
     if clips.shape[-1] < segment_size:
         return F.pad(clips, (0, segment_size - clips.shape[-1]))
-    starts = torch.randint(0, clips.shape[-1] - segment_size + 1, (clips.shape[0],), generator=rng)
+    total = clips.shape[0] if total is None else total
+    starts = torch.randint(0, clips.shape[-1] - segment_size + 1, (total,), generator=rng)[first : first + clips.shape[0]]
     return torch.stack([clip[start : start + segment_size] for clip, start in zip(clips, starts.tolist())])
 
 
@@ -135,8 +144,13 @@ def feature_matching_loss(real: DiscriminatorOutput, fake: DiscriminatorOutput) 
     return FEATURE_LOSS_WEIGHT * sum(torch.mean(torch.abs(r - g)) for r, g in pairs)
 
 
-def train_step(models: HiFiGANModels, optimizers: HiFiGANOptimizers, batch: VocoderBatch) -> dict[str, float]:
-    """One discriminator update then one generator update on a batch of segments; named losses."""
+def train_step(models: HiFiGANModels, optimizers: HiFiGANOptimizers, batch: VocoderBatch,
+               gradient_scale: float = 1.0) -> dict[str, float]:
+    """One discriminator update then one generator update on a batch of segments; named losses.
+
+    Both losses are multiplied by `gradient_scale` before backward (a rank's share of the global
+    batch in data-parallel training, see foley.batches); the losses returned are unscaled.
+    """
     config = models.config
     real = batch.audio[:, None]
     fake = models.generator(batch.mel)
@@ -145,7 +159,7 @@ def train_step(models: HiFiGANModels, optimizers: HiFiGANOptimizers, batch: Voco
     optimizers.optim_d.zero_grad()
     d_mpd = discriminator_loss(models.mpd(real), models.mpd(fake.detach()))
     d_msd = discriminator_loss(models.msd(real), models.msd(fake.detach()))
-    (d_mpd + d_msd).backward()
+    ((d_mpd + d_msd) * gradient_scale).backward()
     optimizers.optim_d.step()
 
     optimizers.optim_g.zero_grad()
@@ -155,7 +169,7 @@ def train_step(models: HiFiGANModels, optimizers: HiFiGANOptimizers, batch: Voco
     adv = adversarial_loss(fake_p) + adversarial_loss(fake_s)
     fm = feature_matching_loss(real_p, fake_p) + feature_matching_loss(real_s, fake_s)
     g_total = adv + fm + MEL_LOSS_WEIGHT * mel_l1
-    g_total.backward()
+    (g_total * gradient_scale).backward()
     optimizers.optim_g.step()
     losses = {"d/total": d_mpd + d_msd, "d/mpd": d_mpd, "d/msd": d_msd, "g/total": g_total, "g/adv": adv,
               "g/fm": fm, "g/mel": MEL_LOSS_WEIGHT * mel_l1, "g/mel_l1": mel_l1}

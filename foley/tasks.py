@@ -1,7 +1,9 @@
 """Training tasks for the shared loop (`foley.training.fit`): one per trained model.
 
 A task turns a batch into named losses; the loop does the rest. Each task also validates on a
-held-out tensor set at the end of an epoch when one is given.
+held-out tensor set at the end of an epoch when one is given. With several processes the model
+trains inside DistributedDataParallel (`network`) while checkpoints hold the module itself
+(`model`); validation splits the held-out set over the ranks and pools their sums.
 """
 
 from __future__ import annotations
@@ -11,29 +13,32 @@ from typing import Any
 import torch
 from torch import nn
 
+from foley import distributed
+from foley.batches import BatchShare, share_of
 from foley.models.autoencoder import Autoencoder, autoencoder_loss
 from foley.models.pixelsnail import loss_and_accuracy
 from foley.models.quantize import usage_from_counts
 
 
 class AdamTask:
-    """A model trained by Adam on the "loss" entry of `losses(batch)`."""
+    """A model trained by Adam on the "loss" entry of `losses(batch, network)`."""
 
     def __init__(self, model: nn.Module, lr: float, device: torch.device, amp: bool = False):
         self.model, self.device = model, device
+        self.network = distributed.wrap(model, device)
         self.optimizer = torch.optim.Adam(model.parameters(), lr=lr)
         self.autocast = amp and device.type == "cuda"
 
-    def losses(self, batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
+    def losses(self, batch: tuple[torch.Tensor, ...], network: nn.Module) -> dict[str, torch.Tensor]:
         raise TypeError(f"{type(self).__name__} must define losses()")
 
-    def train_step(self, batch: tuple[torch.Tensor, ...]) -> dict[str, float]:
-        self.model.train()
+    def train_step(self, batch: tuple[torch.Tensor, ...], share: BatchShare) -> dict[str, float]:
+        self.network.train()
         batch = tuple(t.to(self.device, non_blocking=True) for t in batch)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-            losses = self.losses(batch)
+            losses = self.losses(batch, self.network)
         self.optimizer.zero_grad(set_to_none=True)
-        losses["loss"].backward()
+        (losses["loss"] * share.gradient_scale).backward()
         self.optimizer.step()
         return {key: float(value.detach()) for key, value in losses.items()}
 
@@ -44,15 +49,16 @@ class AdamTask:
     def validate(self, tensors: tuple[torch.Tensor, ...], batch_size: int) -> dict[str, float]:
         """Mean losses over a held-out set in eval mode (EMA codebooks untouched), prefixed val/."""
         self.model.eval()
+        share = share_of(tensors[0].shape[0], distributed.rank(), distributed.world_size())
+        end = share.first + share.count
         totals: dict[str, float] = {}
-        count = tensors[0].shape[0]
-        for first in range(0, count, batch_size):
-            batch = tuple(t[first : first + batch_size].to(self.device) for t in tensors)
+        for first in range(share.first, end, batch_size):
+            batch = tuple(t[first : min(first + batch_size, end)].to(self.device) for t in tensors)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-                losses = self.losses(batch)
+                losses = self.losses(batch, self.model)
             for key, value in losses.items():
                 totals[key] = totals.get(key, 0.0) + float(value) * batch[0].shape[0]
-        return {f"val/{key}": value / count for key, value in totals.items()}
+        return {f"val/{key}": value / share.total for key, value in distributed.summed_dicts(totals).items()}
 
     def state_dict(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
@@ -72,15 +78,15 @@ class AutoencoderTask(AdamTask):
         self.val_mels, self.val_batch_size = val_mels, val_batch_size
         self.counts = torch.zeros(model.levels, model.quantizer.size, dtype=torch.long)
 
-    def losses(self, batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
-        losses, codes = autoencoder_loss(self.model, batch[0], self.commitment_weight)
-        if self.model.training:
+    def losses(self, batch: tuple[torch.Tensor, ...], network: nn.Module) -> dict[str, torch.Tensor]:
+        losses, codes = autoencoder_loss(network, batch[0], self.commitment_weight)
+        if network.training:
             for level in range(codes.shape[1]):
                 self.counts[level] += torch.bincount(codes[:, level].reshape(-1).cpu(), minlength=self.counts.shape[1])
         return losses
 
     def end_epoch(self, epoch: int) -> dict[str, float]:
-        usage = usage_from_counts(self.counts)
+        usage = usage_from_counts(distributed.summed(self.counts))
         metrics = {}
         for level in range(self.counts.shape[0]):
             metrics[f"vq/perplexity_l{level}"] = float(usage["perplexity"][level])
@@ -99,9 +105,9 @@ class PriorTask(AdamTask):
         super().__init__(model, lr, device, amp)
         self.val_set, self.val_batch_size = val_set, val_batch_size
 
-    def losses(self, batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
+    def losses(self, batch: tuple[torch.Tensor, ...], network: nn.Module) -> dict[str, torch.Tensor]:
         codes, labels = batch
-        return loss_and_accuracy(self.model, codes, labels)
+        return loss_and_accuracy(network, codes, labels)
 
     def end_epoch(self, epoch: int) -> dict[str, float]:
         if self.val_set is not None and len(self.val_set[0]):

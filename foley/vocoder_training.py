@@ -7,6 +7,8 @@ batch one discriminator and one generator update on random segments, the officia
 decay per epoch, validation mel L1 every `validate_every` epochs, and checkpoints that ARE the
 official g_/do_ pairs: the loop's own state rides in the do_ file under LOOP_KEY, which the
 official code ignores, and a pair written by the official code resumes too (from its epoch start).
+With several processes the three networks train inside DistributedDataParallel (as the official
+train.py does), each rank takes its slice of every batch and validation is split over the ranks.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from typing import Sequence
 import torch
 from torch.utils.data import Dataset
 
+from foley import distributed
 from foley.audio import read_clip
+from foley.batches import BatchShare, share_of
 from foley.config import Config
 from foley.errors import AudioError
 from foley.hifigan_training import (
@@ -82,6 +86,7 @@ class HiFiGANTask:
     def __init__(self, models: HiFiGANModels, device: torch.device, seed: int, val_clips: torch.Tensor,
                  epochs: int, validate_every: int, keep_checkpoints: int) -> None:
         self.models, self.device, self.seed = models.to(device), device, seed
+        self.networks = HiFiGANModels(*(distributed.wrap(m, device) for m in (models.generator, models.mpd, models.msd)))
         self.optimizers = build_optimizers(models)
         self.val_clips, self.epochs, self.validate_every = val_clips, epochs, validate_every
         self.keep_checkpoints = keep_checkpoints
@@ -91,10 +96,10 @@ class HiFiGANTask:
     def config(self) -> HiFiGANConfig:
         return self.models.config
 
-    def train_step(self, clips: torch.Tensor) -> dict[str, float]:
+    def train_step(self, clips: torch.Tensor, share: BatchShare) -> dict[str, float]:
         rng = torch.Generator().manual_seed(self.seed * 1_000_003 + self.steps)
-        segments = random_segments(clips, self.config.segment_size, rng).to(self.device)
-        losses = train_step(self.models, self.optimizers, make_batch(segments, self.config))
+        segments = random_segments(clips, self.config.segment_size, rng, share.first, share.total).to(self.device)
+        losses = train_step(self.networks, self.optimizers, make_batch(segments, self.config), share.gradient_scale)
         self.steps += 1
         return losses
 
@@ -107,11 +112,15 @@ class HiFiGANTask:
         return metrics
 
     def validate(self) -> float:
-        return validation_mel_l1(self.models.generator, self.val_clips)
+        """Validation mel L1 over the validation clips, each rank scoring its slice of them."""
+        share = share_of(len(self.val_clips), distributed.rank(), distributed.world_size())
+        clips = self.val_clips[share.first : share.first + share.count]
+        mine = validation_mel_l1(self.models.generator, clips) if share.count else 0.0
+        return distributed.summed_floats([mine * share.weight])[0]
 
     def save_checkpoint(self, folder: Path, loop: LoopState) -> None:
         """g_/do_ named by the official `steps` (the last completed step's index), then pruning."""
-        extra = {LOOP_KEY: {"batch_in_epoch": loop.batch_in_epoch, "rng": loop.rng}}
+        extra = {LOOP_KEY: {"batch_in_epoch": loop.batch_in_epoch, "rng": loop.rng, "summary": loop.summary}}
         save_training_checkpoint(folder, loop.step - 1, loop.epoch, self.models, self.optimizers, extra)
         prune_checkpoints(folder, self.keep_checkpoints)
 
@@ -121,4 +130,5 @@ class HiFiGANTask:
             return None
         loop = progress.extra.get(LOOP_KEY, {})
         self.steps = progress.next_step
-        return LoopState(progress.epoch, int(loop.get("batch_in_epoch", 0)), progress.next_step, loop.get("rng"))
+        return LoopState(progress.epoch, int(loop.get("batch_in_epoch", 0)), progress.next_step, loop.get("rng"),
+                         loop.get("summary", {}))

@@ -8,7 +8,8 @@ from torch.utils.data import TensorDataset
 from foley.checkpoint import load_checkpoint, previous_path
 from foley.config import TrainConfig
 from foley.errors import RunError
-from foley.training import CheckpointingTask, EpochBatches, LoopPlan, LoopState, fit
+from foley.batches import EpochBatches
+from foley.training import CheckpointingTask, LoopPlan, LoopState, fit
 
 
 class LinearTask:
@@ -20,7 +21,7 @@ class LinearTask:
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-2)
         self.steps, self.fail_at, self.poison_at = 0, fail_at, poison_at
 
-    def train_step(self, batch):
+    def train_step(self, batch, share):
         if self.steps == self.fail_at:
             raise KeyboardInterrupt
         x, y = batch
@@ -28,7 +29,7 @@ class LinearTask:
         if self.steps == self.poison_at:
             loss = loss * float("nan")
         self.optimizer.zero_grad()
-        loss.backward()
+        (loss * share.gradient_scale).backward()
         self.optimizer.step()
         self.steps += 1
         return {"loss": float(loss.detach())}

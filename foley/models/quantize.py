@@ -7,6 +7,10 @@ the baseline lacks fight codebook collapse: `init="data"` sets the codebook from
 training batch's vectors instead of N(0, 1), and `dead_code_threshold` > 0 moves every code whose
 EMA cluster size falls below it onto a random vector of the current batch (as in Jukebox and
 SoundStream).
+Under data-parallel training every rank quantises its slice of the batch: the per-step cluster
+counts and vector sums are summed over ranks before the EMA update, and the vectors that a data
+init or a restart copies are drawn from all ranks' vectors with rank 0's draw (foley.distributed),
+so every rank keeps the same codebooks, the ones one process would learn from the whole batch.
 `ResidualQuantizer` chains levels: level l quantises what the levels before it left over; the
 quantised output is the sum of the chosen vectors (straight-through), and the commitment loss is
 the sum over levels of mean((q_l - r_l)^2) with the codes held fixed. One level is plain VQ.
@@ -19,6 +23,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from foley import distributed
 
 
 @dataclass
@@ -58,8 +64,10 @@ class EMACodebook(nn.Module):
     @torch.no_grad()
     def _ema_update(self, flat: torch.Tensor, codes: torch.Tensor) -> None:
         onehot = F.one_hot(codes, self.size).type(flat.dtype)
-        self.cluster_size.mul_(self.decay).add_(onehot.sum(0), alpha=1 - self.decay)
-        self.embed_avg.mul_(self.decay).add_(flat.t() @ onehot, alpha=1 - self.decay)
+        stats = distributed.summed(torch.cat([flat.t() @ onehot, onehot.sum(0, keepdim=True)]))
+        sums, counts = stats[:-1], stats[-1]
+        self.cluster_size.mul_(self.decay).add_(counts, alpha=1 - self.decay)
+        self.embed_avg.mul_(self.decay).add_(sums, alpha=1 - self.decay)
         n = self.cluster_size.sum()
         smoothed = (self.cluster_size + self.eps) / (n + self.size * self.eps) * n
         self.embed.copy_(self.embed_avg / smoothed.unsqueeze(0))
@@ -71,8 +79,7 @@ class EMACodebook(nn.Module):
     @torch.no_grad()
     def _set_codes(self, codes: torch.Tensor, flat: torch.Tensor, weight: float) -> None:
         """Move `codes` onto randomly drawn vectors of `flat`, as if each had `weight` members."""
-        picks = torch.randint(0, flat.shape[0], (len(codes),), device=flat.device)
-        vectors = flat[picks].t()
+        vectors = distributed.draw_rows(flat, len(codes)).t()
         self.embed[:, codes] = vectors
         self.embed_avg[:, codes] = vectors * weight
         self.cluster_size[codes] = weight
