@@ -6,10 +6,11 @@ return their input, `is_main()` is True, `wrap` returns the module itself, `on_m
 So the library calls them unconditionally and one process is a world of one.
 
 What is kept identical across ranks, and how:
-- parameters: DDP averages gradients. Its wrapper does not broadcast buffers (broadcast_buffers
-  False): the only buffers that change in training, the EMA codebooks, stay identical because
-  their statistics are summed over ranks before each update (`summed`); a broadcast would hide a
-  rank that drifted and throw away what the others learned.
+- parameters: DDP copies rank 0's parameters and buffers when it wraps the model, then averages
+  gradients. It does not copy buffers again before each forward: the only buffers that change in
+  training, the EMA codebooks, stay identical because their statistics are summed over ranks
+  before each update (`summed`); a copy would hide a rank that drifted and throw away what the
+  others learned.
 - random choices that must agree (a codebook's data init, dead-code restarts): every rank draws,
   rank 0's draw is used (`draw_rows`), so the RNG streams stay in step as well.
 - work one process must do alone (writing files, the stages that do not train) runs on rank 0
@@ -20,6 +21,8 @@ What is kept identical across ranks, and how:
 
 from __future__ import annotations
 
+import inspect
+import warnings
 from datetime import timedelta
 from typing import Any, Callable, TypeVar
 
@@ -31,6 +34,12 @@ from torch.nn.parallel import DistributedDataParallel
 from foley.errors import RunError
 
 WAIT_TIMEOUT = timedelta(days=7)
+# Newer torch names the switch forward_sync_buffers (and deprecates broadcast_buffers).
+_NO_FORWARD_BUFFER_SYNC = (
+    {"forward_sync_buffers": False}
+    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+    else {"broadcast_buffers": False}
+)
 T = TypeVar("T")
 _wait_group: Any = None
 
@@ -73,11 +82,17 @@ def is_main() -> bool:
 
 
 def wrap(module: nn.Module, device: torch.device) -> nn.Module:
-    """`module` in DistributedDataParallel when several processes train, else itself."""
+    """`module` in DistributedDataParallel when several processes train, else itself.
+
+    Buffers are copied from rank 0 once, at wrapping, and never again (see the module's notes).
+    """
     if not active():
         return module
+    # A CPU convolution over one input channel returns its weight gradient in another memory
+    # layout than the weight's; DDP then copies it into its bucket, and says so once per process.
+    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides", category=UserWarning)
     device_ids = [device.index] if device.type == "cuda" else None
-    return DistributedDataParallel(module, device_ids=device_ids, broadcast_buffers=False)
+    return DistributedDataParallel(module, device_ids=device_ids, **_NO_FORWARD_BUFFER_SYNC)
 
 
 def unwrap(module: nn.Module) -> nn.Module:

@@ -10,10 +10,11 @@ from pathlib import Path
 import yaml
 
 from foley.config import builtin_config_names, config_from_dict, load_config
-from foley.errors import FoleyError, RunError
+from foley.errors import FoleyError, Interrupted, RunError
 from stages import STAGE_NAMES
 from stages.bench_cli import add_bench_commands
 from stages.eval_cli import add_eval_commands
+from stages.launch import check_nproc, from_environment, relaunch, resume_command
 from stages.vocoder_cli import add_vocode_command
 
 # Commands import torch and the models only once their arguments and config have been checked,
@@ -23,12 +24,16 @@ log = logging.getLogger("foley")
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv
     _setup_logging(args.quiet)
     try:
         return args.handler(args) or 0
     except FoleyError as err:
-        print(f"foley: error: {err}", file=sys.stderr)
+        launch = from_environment()
+        rank = f" (rank {launch.rank})" if launch is not None and launch.rank > 0 else ""
+        print(f"foley{rank}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("foley: interrupted; run the same command again to resume", file=sys.stderr)
@@ -50,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="re-run the selected stages even if up to date")
     run.add_argument("--device", help="auto, cpu, cuda or cuda:N (sets device)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    run.add_argument("--nproc", type=int, metavar="N",
+                     help="train on N processes on this machine (one per GPU; gloo on CPU): starts torchrun with this command")
     run.set_defaults(handler=cmd_run)
 
     gen = commands.add_parser("generate", parents=[common], help="write new clips of one class from a finished run")
@@ -76,21 +83,55 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """Run the pipeline; under torchrun every process runs this (see stages.launch)."""
     overrides = list(args.overrides)
     for key, value in (("data.root", args.data), ("data.reference", args.reference), ("device", args.device)):
         if value is not None:
             overrides.append(f"{key}={value}")
     config = load_config(args.config, overrides)
     stages = tuple(s.strip() for s in args.stages.split(",")) if args.stages else STAGE_NAMES
+    import torch
+
+    from foley import distributed
     from foley.runtime import resolve_device
+
+    launch = from_environment()
+    device = resolve_device(config.device)
+    check_nproc(args.nproc, launch, device.type == "cuda", torch.cuda.device_count())
+    if launch is None and (args.nproc or 1) > 1:
+        return relaunch(args.nproc, args.argv)
+    if launch is not None and launch.world_size > 1:
+        device = distributed.start(launch.rank, launch.world_size, launch.local_rank, device)
+    try:
+        return _run_here(args, config, stages, device, resume_command(args.argv, launch))
+    finally:
+        distributed.stop()
+
+
+def _run_here(args: argparse.Namespace, config, stages: tuple[str, ...], device, resume: str) -> int:
+    """This process's part of the run: all of it alone, or its rank's part (rank 0 logs and writes)."""
+    from foley import distributed
     from stages.context import StageContext
     from stages.runner import run_pipeline
 
     run_dir = Path(args.out) if args.out else Path("outputs") / config.name
-    ctx = StageContext(run_dir=run_dir, device=resolve_device(config.device), progress=not args.quiet)
-    _log_to_file(run_dir)
-    log.info("run %s: config %s, device %s", run_dir, config.name, ctx.device)
-    outcomes = run_pipeline(config, ctx, stages, force=args.force)
+    main_rank = distributed.is_main()
+    ctx = StageContext(run_dir=run_dir, device=device, progress=not args.quiet and main_rank)
+    if main_rank:
+        _log_to_file(run_dir)
+    else:
+        _setup_logging(quiet=True, level=logging.ERROR)
+    log.info("run %s: config %s, device %s%s", run_dir, config.name, ctx.device,
+             f", {distributed.world_size()} processes" if distributed.active() else "")
+    try:
+        outcomes = run_pipeline(config, ctx, stages, force=args.force)
+    except Interrupted as err:
+        distributed.on_main(lambda: print(f"foley: {err}. Resume with: {resume}", file=sys.stderr))
+        return err.exit_code
+    except KeyboardInterrupt:
+        if main_rank:
+            print(f"foley: interrupted. Resume with: {resume}", file=sys.stderr)
+        return 130
     for outcome in outcomes:
         log.info("  %-14s %-8s %7.1f s", outcome.name, outcome.status, outcome.seconds)
     report = run_dir / "evaluate" / "report.md"
@@ -149,9 +190,10 @@ def _class_id(config, name: str) -> int:
     raise RunError(f"unknown class '{name}'; classes: {', '.join(config.data.eval_class_names)} (or 0-{config.class_count - 1})")
 
 
-def _setup_logging(quiet: bool) -> None:
+def _setup_logging(quiet: bool, level: int | None = None) -> None:
+    """Console messages: INFO, or WARNING when quiet; `level` sets it (ERROR on ranks other than 0)."""
     console = logging.StreamHandler(sys.stderr)
-    console.setLevel(logging.WARNING if quiet else logging.INFO)
+    console.setLevel(level or (logging.WARNING if quiet else logging.INFO))
     console.setFormatter(logging.Formatter("%(message)s"))
     _replace_handler("console", console)
 

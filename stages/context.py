@@ -9,6 +9,8 @@ from pathlib import Path
 import torch
 
 from foley.atomic import atomic_path
+from foley.checkpoint import remove_checkpoint, save_checkpoint
+from foley.distributed import on_main
 from foley.errors import RunError
 
 
@@ -43,3 +45,14 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 def read_index(ctx: StageContext) -> list[dict[str, str]]:
     """prepare's index.csv: one row per usable clip, with its mel row, class and split."""
     return read_csv(ctx.dir("prepare") / "index.csv")
+
+
+def write_trained_model(path: Path, payload: dict, resume_checkpoint: Path) -> None:
+    """A trainer's last act: rank 0 writes the model file, then deletes the resume checkpoint (and
+    the one kept before it); other ranks wait for it."""
+
+    def write() -> None:
+        save_checkpoint(path, payload)
+        remove_checkpoint(resume_checkpoint)
+
+    on_main(write)

@@ -7,6 +7,12 @@ and since its outputs then change, everything downstream re-runs too. A stage le
 kill resumes: trainers continue from their last checkpoint. A stage may define preflight(config),
 called for every selected stage before any runs, to refuse early what it could not do (missing
 weights, a missing reference).
+
+With several processes (torchrun) every process runs this runner. A stage that declares
+DISTRIBUTED = True (the trainers) runs on every rank, with DDP inside; its bookkeeping (skip
+decision, manifests) is rank 0's, which the others receive. Every other stage runs on rank 0
+alone while the others wait for it; so do the lock and the run's config.yaml. Files are written
+by rank 0 only.
 """
 
 from __future__ import annotations
@@ -16,13 +22,14 @@ import logging
 import os
 import shutil
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 from foley.atomic import write_text_atomic
 from foley.config import Config, dump_config
+from foley.distributed import is_main, on_main
 from foley.errors import RunError
 from stages import STAGE_NAMES
 from stages.context import StageContext
@@ -48,13 +55,48 @@ def run_pipeline(config: Config, ctx: StageContext, stages: tuple[str, ...] = ST
     for module in selected:  # a stage that cannot run says so before any stage starts
         if hasattr(module, "preflight"):
             module.preflight(config)
-    ctx.run_dir.mkdir(parents=True, exist_ok=True)
-    with run_lock(ctx.run_dir):
-        write_text_atomic(ctx.run_dir / "config.yaml", dump_config(config))
+    with ExitStack() as lock:  # held by rank 0 only; the others learn when it cannot be taken
+        on_main(lambda: _open_run(config, ctx, lock))
         return [_run_stage(module, config, ctx, force) for module in selected]
 
 
+def _open_run(config: Config, ctx: StageContext, lock: ExitStack) -> None:
+    ctx.run_dir.mkdir(parents=True, exist_ok=True)
+    lock.enter_context(run_lock(ctx.run_dir))
+    write_text_atomic(ctx.run_dir / "config.yaml", dump_config(config))
+
+
 def _run_stage(module, config: Config, ctx: StageContext, force: bool) -> StageOutcome:
+    if getattr(module, "DISTRIBUTED", False):
+        return _run_stage_with(module, config, ctx, force, on_main)
+    return on_main(lambda: _run_stage_with(module, config, ctx, force, _here))
+
+
+def _here(action: Callable[[], Any]) -> Any:
+    return action()
+
+
+def _run_stage_with(module, config: Config, ctx: StageContext, force: bool, bookkeeping: Callable) -> StageOutcome:
+    """Run one stage; `bookkeeping` runs the manifest work (on rank 0, or right here)."""
+    begun = bookkeeping(lambda: _begin(module, config, ctx, force))
+    if begun is None:
+        return StageOutcome(module.NAME, "skipped", 0.0)
+    manifest, resumed = begun
+    start = time.perf_counter()
+    try:
+        details = module.run(config, ctx)
+    except Exception as err:
+        if is_main():
+            write_manifest(ctx.dir(module.NAME), {**manifest, "status": "failed", "error": str(err).splitlines()[0] if str(err) else type(err).__name__})
+        raise
+    seconds = time.perf_counter() - start
+    bookkeeping(lambda: _finish(module, ctx, manifest, details, seconds))
+    log.info("%s: done in %.1f s", module.NAME, seconds)
+    return StageOutcome(module.NAME, "resumed" if resumed else "ran", seconds)
+
+
+def _begin(module, config: Config, ctx: StageContext, force: bool) -> tuple[dict, bool] | None:
+    """Skip the stage (None), or clear or keep its folder and record it as running: (manifest, resumed)."""
     stage_dir = ctx.dir(module.NAME)
     sections = {name: config.section_hash(name) for name in module.SECTIONS}
     inputs = _inputs(module, config, ctx)
@@ -62,7 +104,7 @@ def _run_stage(module, config: Config, ctx: StageContext, force: bool) -> StageO
     same = old is not None and old.get("sections") == sections and old.get("inputs") == inputs
     if same and not force and old["status"] == "complete" and outputs_intact(stage_dir, old):
         log.info("%s: up to date, skipped", module.NAME)
-        return StageOutcome(module.NAME, "skipped", 0.0)
+        return None
     resumed = same and not force and old["status"] != "complete"
     if old is not None and not resumed:
         log.warning("%s: re-running (%s); its earlier outputs are replaced", module.NAME, _why(old, sections, inputs, force))
@@ -72,19 +114,15 @@ def _run_stage(module, config: Config, ctx: StageContext, force: bool) -> StageO
     manifest = {"stage": module.NAME, "status": "running", "sections": sections, "inputs": inputs,
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "versions": versions()}
     write_manifest(stage_dir, manifest)
-    start = time.perf_counter()
-    try:
-        details = module.run(config, ctx)
-    except Exception as err:
-        write_manifest(stage_dir, {**manifest, "status": "failed", "error": str(err).splitlines()[0] if str(err) else type(err).__name__})
-        raise
+    return manifest, resumed
+
+
+def _finish(module, ctx: StageContext, manifest: dict, details: dict, seconds: float) -> None:
+    stage_dir = ctx.dir(module.NAME)
     files = output_files(stage_dir)
-    seconds = time.perf_counter() - start
     write_manifest(stage_dir, {**manifest, "status": "complete", "seconds": round(seconds, 3),
                                "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "outputs": files,
                                "outputs_hash": outputs_hash(stage_dir, files), "details": details})
-    log.info("%s: done in %.1f s", module.NAME, seconds)
-    return StageOutcome(module.NAME, "resumed" if resumed else "ran", seconds)
 
 
 def _inputs(module, config: Config, ctx: StageContext) -> dict[str, str]:

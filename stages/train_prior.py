@@ -5,16 +5,17 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from foley.checkpoint import checkpoint_header, model_payload, remove_checkpoint, save_checkpoint
+from foley.checkpoint import checkpoint_header, model_payload
 from foley.config import Config
 from foley.models.builders import build_prior, prior_spec
 from foley.tasks import PriorTask
 from foley.training import LoopPlan, fit
-from stages.context import StageContext
+from stages.context import StageContext, write_trained_model
 from stages.manifest import stage_details
 
 NAME = "train_prior"
 SECTIONS = ("prior", "seed", "amp")
+DISTRIBUTED = True  # trains on every process under torchrun (stages.runner)
 UPSTREAM = ("extract_codes",)
 
 
@@ -47,6 +48,5 @@ def run(config: Config, ctx: StageContext) -> dict:
         progress=ctx.progress,
     )
     summary = fit(task, torch.utils.data.TensorDataset(codes, labels), plan)
-    save_checkpoint(out / "prior.pt", model_payload("prior", spec, model, metrics=summary))
-    remove_checkpoint(plan.checkpoint_path)
+    write_trained_model(out / "prior.pt", model_payload("prior", spec, model, metrics=summary), plan.checkpoint_path)
     return {"train_maps": len(codes), "val_maps": len(val[0]), "parameters": sum(p.numel() for p in model.parameters()), "final": summary}

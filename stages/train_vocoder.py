@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from foley.config import Config, TrainConfig
+from foley.distributed import on_main
 from foley.hifigan_training import build_models, latest_checkpoint_steps, save_training_config
 from foley.models.hifigan import HiFiGANConfig
 from foley.training import LoopPlan, fit
@@ -25,6 +26,7 @@ from stages.context import StageContext, read_index
 NAME = "train_vocoder"
 SECTIONS = ("vocoder.type", "vocoder.hifigan", "audio", "mel", "seed")
 UPSTREAM = ("prepare",)
+DISTRIBUTED = True  # trains on every process under torchrun (stages.runner)
 log = logging.getLogger(__name__)
 
 
@@ -41,7 +43,7 @@ def run(config: Config, ctx: StageContext) -> dict:
     val = ClipDataset(val_paths, config.audio.sample_rate, config.audio.clip_samples).all()
     task = HiFiGANTask(models, ctx.device, config.seed, val, train.epochs, train.validate_every, train.keep_checkpoints)
     untrained = task.validate()
-    save_training_config(out, hifigan)
+    on_main(lambda: save_training_config(out, hifigan))
     plan = LoopPlan(
         train=TrainConfig(train.epochs, train.batch_size, hifigan.learning_rate, train.checkpoint_every, train.num_workers),
         seed=config.seed,

@@ -5,15 +5,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from foley.checkpoint import checkpoint_header, model_payload, remove_checkpoint, save_checkpoint
+from foley.checkpoint import checkpoint_header, model_payload
 from foley.config import Config
 from foley.models.builders import autoencoder_spec, build_autoencoder
 from foley.tasks import AutoencoderTask
 from foley.training import LoopPlan, fit
-from stages.context import StageContext, read_index
+from stages.context import StageContext, read_index, write_trained_model
 
 NAME = "train_vqvae"
 SECTIONS = ("autoencoder", "seed", "amp")
+DISTRIBUTED = True  # trains on every process under torchrun (stages.runner)
 UPSTREAM = ("prepare",)
 
 
@@ -45,6 +46,5 @@ def run(config: Config, ctx: StageContext) -> dict:
         progress=ctx.progress,
     )
     summary = fit(task, torch.utils.data.TensorDataset(train), plan)
-    save_checkpoint(out / "vqvae.pt", model_payload("autoencoder", spec, model, metrics=summary))
-    remove_checkpoint(plan.checkpoint_path)
+    write_trained_model(out / "vqvae.pt", model_payload("autoencoder", spec, model, metrics=summary), plan.checkpoint_path)
     return {"train_clips": len(train), "val_clips": len(val), "final": summary}

@@ -1,5 +1,7 @@
 import dataclasses
 import logging
+import os
+import signal
 
 import pytest
 import torch
@@ -7,7 +9,7 @@ from torch.utils.data import TensorDataset
 
 from foley.checkpoint import load_checkpoint, previous_path
 from foley.config import TrainConfig
-from foley.errors import RunError
+from foley.errors import Interrupted, RunError
 from foley.batches import EpochBatches
 from foley.training import CheckpointingTask, LoopPlan, LoopState, fit
 
@@ -15,15 +17,17 @@ from foley.training import CheckpointingTask, LoopPlan, LoopState, fit
 class LinearTask:
     """A tiny regression model with dropout, so the RNG state matters."""
 
-    def __init__(self, fail_at: int | None = None, poison_at: int | None = None):
+    def __init__(self, fail_at: int | None = None, poison_at: int | None = None, signal_at: int | None = None):
         torch.manual_seed(123)
         self.model = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Dropout(0.3), torch.nn.Linear(8, 1))
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-2)
-        self.steps, self.fail_at, self.poison_at = 0, fail_at, poison_at
+        self.steps, self.fail_at, self.poison_at, self.signal_at = 0, fail_at, poison_at, signal_at
 
     def train_step(self, batch, share):
         if self.steps == self.fail_at:
             raise KeyboardInterrupt
+        if self.steps == self.signal_at:
+            os.kill(os.getpid(), signal.SIGINT)  # as Ctrl-C would, in the middle of the step
         x, y = batch
         loss = ((self.model(x) - y) ** 2).mean()
         if self.steps == self.poison_at:
@@ -97,6 +101,21 @@ def test_resumed_training_reaches_the_same_weights(tmp_path, every, stop_after):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     state = load_checkpoint(tmp_path / "split" / "checkpoint.pt", kind="test")
     assert state["epoch"] == 3 and state["step"] == 24
+
+
+def test_sigint_finishes_the_step_checkpoints_and_the_run_resumes_exactly(tmp_path):
+    whole = LinearTask()
+    fit(whole, _data(), _plan(tmp_path / "whole"))
+    pattern = r"train stopped by SIGINT after step 5; checkpoint written to '.*split/checkpoint.pt'"
+    with pytest.raises(Interrupted, match=pattern) as stopped:
+        fit(LinearTask(signal_at=4), _data(), _plan(tmp_path / "split"))
+    assert stopped.value.exit_code == 130 and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    state = load_checkpoint(tmp_path / "split" / "checkpoint.pt")
+    assert (state["epoch"], state["batch_in_epoch"], state["step"]) == (0, 5, 5)  # mid-epoch, the step reached
+    resumed = LinearTask()
+    fit(resumed, _data(), _plan(tmp_path / "split"))
+    for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
 def test_a_corrupt_latest_checkpoint_resumes_from_the_previous_one(tmp_path, caplog):
