@@ -10,7 +10,7 @@ from torch.utils.data import TensorDataset
 from foley.checkpoint import load_checkpoint, previous_path
 from foley.config import TrainConfig
 from foley.errors import Interrupted, RunError
-from foley.batches import EpochBatches
+from foley.batches import BatchShare, EpochBatches, batches_per_epoch, share_of
 from foley.training import CheckpointingTask, LoopPlan, LoopState, fit
 
 
@@ -85,6 +85,20 @@ def test_epoch_batches_are_a_reproducible_permutation():
     assert a == list(EpochBatches(23, 5, seed=1, epoch=2))
     assert a != list(EpochBatches(23, 5, seed=1, epoch=3))
     assert list(EpochBatches(23, 5, seed=1, epoch=2, start=3)) == a[3:]
+
+
+def test_ranks_take_consecutive_slices_of_each_global_batch():
+    batches = EpochBatches(23, 5, seed=1, epoch=0, min_last=4)
+    assert [len(b) for b in batches] == [5, 5, 5, 8]  # the last 3 join the batch before: 4 ranks need 1 each
+    assert batches_per_epoch(23, 5, 4) == 4 and batches_per_epoch(23, 5, 3) == 5
+    slices = [batches.shards(rank, 4) for rank in range(4)]
+    for i, batch in enumerate(batches):
+        assert [index for rank in range(4) for index in slices[rank][0][i]] == batch
+        shares = [slices[rank][1][i] for rank in range(4)]
+        assert sum(s.weight for s in shares) == pytest.approx(1.0)
+        assert sum(s.gradient_scale for s in shares) == pytest.approx(4.0)
+    assert share_of(5, 0, 1) == BatchShare(0, 5, 5, 1) and share_of(5, 0, 1).gradient_scale == 1.0
+    assert [(s.first, s.count) for s in (share_of(7, r, 3) for r in range(3))] == [(0, 3), (3, 2), (5, 2)]
 
 
 @pytest.mark.parametrize("every, stop_after", [(0, 8), (3, 10), (3, 14)])
