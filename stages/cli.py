@@ -126,7 +126,8 @@ def _run_here(args: argparse.Namespace, config, stages: tuple[str, ...], device,
     try:
         outcomes = run_pipeline(config, ctx, stages, force=args.force)
     except Interrupted as err:
-        distributed.on_main(lambda: print(f"foley: {err}. Resume with: {resume}", file=sys.stderr))
+        message = f"foley: {err}. Resume with: {resume}"
+        distributed.on_main(lambda: print(message, file=sys.stderr))
         return err.exit_code
     except KeyboardInterrupt:
         if main_rank:

@@ -9,9 +9,13 @@ from pathlib import Path
 import torch
 
 from foley.atomic import atomic_path
-from foley.checkpoint import remove_checkpoint, save_checkpoint
+from torch.utils.data import Dataset
+
+from foley.checkpoint import checkpoint_header, model_payload, remove_checkpoint, save_checkpoint
+from foley.config import TrainConfig
 from foley.distributed import on_main
 from foley.errors import RunError
+from foley.training import LoopPlan, Task, fit
 
 
 @dataclass(frozen=True)
@@ -47,12 +51,26 @@ def read_index(ctx: StageContext) -> list[dict[str, str]]:
     return read_csv(ctx.dir("prepare") / "index.csv")
 
 
-def write_trained_model(path: Path, payload: dict, resume_checkpoint: Path) -> None:
-    """A trainer's last act: rank 0 writes the model file, then deletes the resume checkpoint (and
-    the one kept before it); other ranks wait for it."""
+def train_model(ctx: StageContext, stage: str, kind: str, spec: dict, model: torch.nn.Module, task: Task,
+                dataset: Dataset, train: TrainConfig, seed: int, model_file: str) -> dict[str, float]:
+    """Train `task` with the shared loop, resuming from the stage's checkpoint.pt, then (rank 0) write
+    the model file `<stage>/<model_file>` and delete the resume checkpoint (and the one kept before
+    it); other ranks wait for it. Returns the last epoch's metrics."""
+    out = ctx.dir(stage)
+    plan = LoopPlan(
+        train=train,
+        seed=seed,
+        checkpoint_path=out / "checkpoint.pt",
+        metrics_path=out / "metrics.csv",
+        checkpoint_header=checkpoint_header(kind, spec),
+        name=stage,
+        progress=ctx.progress,
+    )
+    summary = fit(task, dataset, plan)
 
     def write() -> None:
-        save_checkpoint(path, payload)
-        remove_checkpoint(resume_checkpoint)
+        save_checkpoint(out / model_file, model_payload(kind, spec, model, metrics=summary))
+        remove_checkpoint(plan.checkpoint_path)
 
     on_main(write)
+    return summary

@@ -5,12 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from foley.checkpoint import checkpoint_header, model_payload
 from foley.config import Config
 from foley.models.builders import build_prior, prior_spec
 from foley.tasks import PriorTask
-from foley.training import LoopPlan, fit
-from stages.context import StageContext, write_trained_model
+from stages.context import StageContext, train_model
 from stages.manifest import stage_details
 
 NAME = "train_prior"
@@ -28,7 +26,6 @@ def load_codes(ctx: StageContext, split: str) -> tuple[torch.Tensor, torch.Tenso
 
 
 def run(config: Config, ctx: StageContext) -> dict:
-    out = ctx.dir(NAME)
     section = config.prior
     codes, labels = load_codes(ctx, "train")
     val = load_codes(ctx, "val")
@@ -38,15 +35,5 @@ def run(config: Config, ctx: StageContext) -> dict:
     model.to(ctx.device)
     spec = prior_spec(model, section)
     task = PriorTask(model, section.train.lr, ctx.device, config.amp, val_set=val, val_batch_size=section.train.batch_size)
-    plan = LoopPlan(
-        train=section.train,
-        seed=config.seed,
-        checkpoint_path=out / "checkpoint.pt",
-        metrics_path=out / "metrics.csv",
-        checkpoint_header=checkpoint_header("prior", spec),
-        name=NAME,
-        progress=ctx.progress,
-    )
-    summary = fit(task, torch.utils.data.TensorDataset(codes, labels), plan)
-    write_trained_model(out / "prior.pt", model_payload("prior", spec, model, metrics=summary), plan.checkpoint_path)
+    summary = train_model(ctx, NAME, "prior", spec, model, task, torch.utils.data.TensorDataset(codes, labels), section.train, config.seed, "prior.pt")
     return {"train_maps": len(codes), "val_maps": len(val[0]), "parameters": sum(p.numel() for p in model.parameters()), "final": summary}

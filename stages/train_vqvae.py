@@ -5,12 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from foley.checkpoint import checkpoint_header, model_payload
 from foley.config import Config
 from foley.models.builders import autoencoder_spec, build_autoencoder
 from foley.tasks import AutoencoderTask
-from foley.training import LoopPlan, fit
-from stages.context import StageContext, read_index, write_trained_model
+from stages.context import StageContext, read_index, train_model
 
 NAME = "train_vqvae"
 SECTIONS = ("autoencoder", "seed", "amp")
@@ -26,7 +24,6 @@ def load_mels(ctx: StageContext, splits: tuple[str, ...]) -> torch.Tensor:
 
 
 def run(config: Config, ctx: StageContext) -> dict:
-    out = ctx.dir(NAME)
     section = config.autoencoder
     train, val = load_mels(ctx, ("train",)), load_mels(ctx, ("val",))
     torch.manual_seed(config.seed)
@@ -36,15 +33,5 @@ def run(config: Config, ctx: StageContext) -> dict:
         model, section.quantizer.commitment, section.train.lr, ctx.device, config.amp,
         val_mels=val, val_batch_size=section.train.batch_size,
     )
-    plan = LoopPlan(
-        train=section.train,
-        seed=config.seed,
-        checkpoint_path=out / "checkpoint.pt",
-        metrics_path=out / "metrics.csv",
-        checkpoint_header=checkpoint_header("autoencoder", spec),
-        name=NAME,
-        progress=ctx.progress,
-    )
-    summary = fit(task, torch.utils.data.TensorDataset(train), plan)
-    write_trained_model(out / "vqvae.pt", model_payload("autoencoder", spec, model, metrics=summary), plan.checkpoint_path)
+    summary = train_model(ctx, NAME, "autoencoder", spec, model, task, torch.utils.data.TensorDataset(train), section.train, config.seed, "vqvae.pt")
     return {"train_clips": len(train), "val_clips": len(val), "final": summary}
