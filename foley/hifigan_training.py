@@ -1,5 +1,5 @@
 """HiFi-GAN training pieces, as the official train.py: losses, random segments, one step, validation
-mel L1, and checkpoints in the official layout (`g_XXXXXXXX`, `do_XXXXXXXX`).
+mel L1, and checkpoints in the official layout (`g_<step>`, `do_<step>`).
 
 Official settings: AdamW (learning_rate, betas adam_b1/adam_b2, torch's default weight decay 0.01),
 ExponentialLR(lr_decay) stepped once per epoch, discriminator optimiser over msd then mpd parameters,

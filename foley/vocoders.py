@@ -121,7 +121,7 @@ def hifigan_files(config: Config, trained_dir: str | Path | None) -> tuple[Path,
                           "load it from a run folder, or set vocoder.hifigan.checkpoint and .config")
     steps = latest_checkpoint_steps(trained_dir)
     if steps is None:
-        raise CheckpointError(f"no trained HiFi-GAN in '{trained_dir}' (no g_XXXXXXXX/do_XXXXXXXX pair); run the "
+        raise CheckpointError(f"no trained HiFi-GAN in '{trained_dir}' (no g_<step>/do_<step> pair); run the "
                               "train_vocoder stage (foley run --stages train_vocoder), or set vocoder.hifigan.checkpoint")
     return checkpoint_paths(trained_dir, steps)[0], Path(trained_dir) / CONFIG_NAME
 

@@ -1,7 +1,7 @@
 """train_vocoder: train a HiFi-GAN on the run's training clips, when the config asks for one.
 
 With vocoder.type hifigan and vocoder.hifigan.checkpoint null, trains with the shared loop and
-writes, in the official layout, g_XXXXXXXX / do_XXXXXXXX pairs and config.json (the newest g_ is
+writes, in the official layout, g_<step> / do_<step> pairs and config.json (the newest g_ is
 the run's vocoder), plus metrics.csv (epoch losses, lr, validation mel L1). A killed run resumes
 from the newest pair. Otherwise there is nothing to train: the stage says why in its manifest and
 finishes at once (a given checkpoint's config JSON is checked against the run's mel).

@@ -19,7 +19,7 @@ def add_vocode_command(commands: argparse._SubParsersAction, common: argparse.Ar
     vocode = commands.add_parser("vocode", parents=[common], help="log-mels (.npy) -> 16-bit wavs with HiFi-GAN or Griffin-Lim")
     vocode.add_argument("input", type=Path, help=".npy log-mel (n_mels x T, or N x n_mels x T) or a folder of them")
     which = vocode.add_mutually_exclusive_group(required=True)
-    which.add_argument("--hifigan", type=Path, metavar="CKPT", help="official HiFi-GAN generator file g_XXXXXXXX")
+    which.add_argument("--hifigan", type=Path, metavar="CKPT", help="official HiFi-GAN generator file g_<step>")
     which.add_argument("--griffinlim", action="store_true", help="the weight-free fallback (settings from --config)")
     vocode.add_argument("--hifigan-config", type=Path, metavar="JSON", help="the official config JSON saved with CKPT")
     vocode.add_argument("--config", default=None, help="foley config giving the mel and Griffin-Lim settings (default quick)")
@@ -50,7 +50,7 @@ def _check_vocode_args(args: argparse.Namespace) -> None:
         raise RunError("--hifigan-config goes with --hifigan; --griffinlim takes its settings from --config")
     if args.hifigan is not None and args.hifigan_config is None:
         raise RunError("--hifigan needs --hifigan-config JSON, the official config JSON saved with the checkpoint")
-    expected = {"--hifigan": "an official HiFi-GAN generator file g_XXXXXXXX",
+    expected = {"--hifigan": "an official HiFi-GAN generator file g_<step>",
                 "--hifigan-config": "the official HiFi-GAN config JSON saved with the checkpoint"}
     for flag, path in (("--hifigan", args.hifigan), ("--hifigan-config", args.hifigan_config)):
         if path is not None and not path.is_file():

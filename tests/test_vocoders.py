@@ -40,7 +40,7 @@ def test_build_vocoder_loads_the_given_hifigan(tmp_path):
 def test_missing_files_name_what_is_expected(tmp_path):
     checkpoint, config_json = write_toy_hifigan(tmp_path)
     with pytest.raises(ConfigError, match=r"vocoder.hifigan.checkpoint' names '.*g_nope', which does not exist; "
-                                          r"expected an official HiFi-GAN generator file g_XXXXXXXX .*checkpoint/hifigan/"):
+                                          r"expected an official HiFi-GAN generator file g_<step> .*checkpoint/hifigan/"):
         hifigan_config(tmp_path / "g_nope", config_json)
     with pytest.raises(ConfigError, match=r"vocoder.hifigan.config' names .* expected the official HiFi-GAN config JSON"):
         hifigan_config(checkpoint, tmp_path / "nope.json")
@@ -49,14 +49,14 @@ def test_missing_files_name_what_is_expected(tmp_path):
     with pytest.raises(ConfigError, match=r"vocoder.hifigan.train.base' names .*nope.json', which does not exist"):
         load_config("quick", ["vocoder.type=hifigan", f"vocoder.hifigan.train.base={tmp_path / 'nope.json'}"])
     load_config("quick", [f"vocoder.hifigan.checkpoint={tmp_path / 'g_nope'}", f"vocoder.hifigan.config={config_json}"])
-    with pytest.raises(CheckpointError, match=r"no trained HiFi-GAN in '.*' \(no g_XXXXXXXX/do_XXXXXXXX pair\); run the train_vocoder"):
+    with pytest.raises(CheckpointError, match=r"no trained HiFi-GAN in '.*' \(no g_<step>/do_<step> pair\); run the train_vocoder"):
         build_vocoder(load_config("quick", ["vocoder.type=hifigan"]), trained_dir=tmp_path)
 
 
 def test_a_file_without_generator_and_a_different_mel_are_refused(tmp_path):
     checkpoint, config_json = write_toy_hifigan(tmp_path)
     torch.save({"model": {}}, tmp_path / "g_other")
-    with pytest.raises(CheckpointError, match=r"has no 'generator' entry \(expected the official g_XXXXXXXX layout"):
+    with pytest.raises(CheckpointError, match=r"has no 'generator' entry \(expected the official g_<step> layout"):
         build_vocoder(hifigan_config(tmp_path / "g_other", config_json))
     with pytest.raises(ConfigError, match=r"does not take the run's mel: fmax 8000 where the run has mel.fmax 7000.0\. "):
         build_vocoder(hifigan_config(checkpoint, config_json, "mel.fmax=7000"))
@@ -107,7 +107,7 @@ def test_vocode_a_file_and_a_folder(tmp_path):
     ("shape", r"'.*bad.npy' holds an array of shape \(2, 64, 10\); expected \(80, frames\) or \(N, 80, frames\), "
               r"n_mels 80 from HiFi-GAN config '.*config.json'"),
     ("input", r"input '.*absent.npy' does not exist; give a .npy log-mel"),
-    ("checkpoint", r"--hifigan '.*g_absent' does not exist; expected an official HiFi-GAN generator file g_XXXXXXXX"),
+    ("checkpoint", r"--hifigan '.*g_absent' does not exist; expected an official HiFi-GAN generator file g_<step>"),
     ("pair", r"--hifigan needs --hifigan-config JSON"),
     ("no generator", r"has no 'generator' entry"),
     ("exists", r"one.wav already exists \(1 wavs would be replaced\); use another --out or --force"),

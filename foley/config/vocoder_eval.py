@@ -62,12 +62,12 @@ class HiFiGANVocoderConfig:
         if (self.checkpoint is None) != (self.config is None):
             missing, given = ("config", "checkpoint") if self.config is None else ("checkpoint", "config")
             require(False, f"{path}.{missing}", f"is null but {path}.{given} is set; give both (the official "
-                     "g_XXXXXXXX generator file and the config JSON saved with it), or neither to train one")
+                     "g_<step> generator file and the config JSON saved with it), or neither to train one")
 
     def check_files(self, path: str) -> None:
         """The files it names exist (checked only when the HiFi-GAN is the configured vocoder)."""
         expected = {
-            "checkpoint": f"an official HiFi-GAN generator file g_XXXXXXXX ({DCASE_HIFIGAN_HINT})",
+            "checkpoint": f"an official HiFi-GAN generator file g_<step> ({DCASE_HIFIGAN_HINT})",
             "config": f"the official HiFi-GAN config JSON saved with the checkpoint ({DCASE_HIFIGAN_HINT})",
         }
         for key, what in expected.items():

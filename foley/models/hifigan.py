@@ -254,7 +254,7 @@ def load_generator(checkpoint_path: str | Path, config: HiFiGANConfig) -> Genera
         found = sorted(payload)[:6] if isinstance(payload, dict) else type(payload).__name__
         raise CheckpointError(
             f"HiFi-GAN checkpoint '{checkpoint_path}' has no 'generator' entry (expected the official "
-            f"g_XXXXXXXX layout {{'generator': state_dict}}, found {found})"
+            f"g_<step> layout {{'generator': state_dict}}, found {found})"
         )
     generator = Generator(config)
     state = official_key_names(payload["generator"])

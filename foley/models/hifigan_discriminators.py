@@ -2,7 +2,7 @@
 
 State-dict keys are the official `mpd` / `msd` modules' (discriminators.N.convs.M.{bias,weight_g,
 weight_v}, conv_post...; the first MSD scale spectral-normalised: weight_orig/weight_u/weight_v), and
-parameters are registered in the official order, so a `do_XXXXXXXX` file we write loads in the
+parameters are registered in the official order, so a `do_<step>` file we write loads in the
 official train.py, optimizer states included. `channel_divisor` > 1 narrows every layer for toy runs
 and tests; only the default (1) matches the official shapes.
 """
