@@ -18,6 +18,11 @@ def require(ok: bool, key: str, message: str) -> None:
         raise ConfigError(f"config key '{key}' {message}")
 
 
+def require_choice(value: object, choices: tuple, key: str) -> None:
+    """`value` must be one of `choices`; the error lists them."""
+    require(value in choices, key, f"must be one of {', '.join(map(str, choices))}")
+
+
 @dataclass(frozen=True)
 class SyntheticConfig:
     train_per_class: int
@@ -123,7 +128,7 @@ class QuantizerConfig:
     dead_code_threshold: float
 
     def check(self, path: str) -> None:
-        require(self.type in QUANTIZERS, f"{path}.type", f"must be one of {', '.join(QUANTIZERS)}")
+        require_choice(self.type, QUANTIZERS, f"{path}.type")
         require(self.levels >= 1, f"{path}.levels", "must be at least 1")
         require(
             self.type == "rvq" or self.levels == 1,
@@ -133,7 +138,7 @@ class QuantizerConfig:
         require(self.codebook_size >= 2, f"{path}.codebook_size", "must be at least 2")
         require(0.0 < self.decay < 1.0, f"{path}.decay", "must be in (0, 1)")
         require(self.commitment >= 0, f"{path}.commitment", "must be >= 0")
-        require(self.init in CODEBOOK_INITS, f"{path}.init", f"must be one of {', '.join(CODEBOOK_INITS)}")
+        require_choice(self.init, CODEBOOK_INITS, f"{path}.init")
         require(self.dead_code_threshold >= 0, f"{path}.dead_code_threshold", "must be >= 0 (0 = off)")
 
 
@@ -175,7 +180,7 @@ class CodesConfig:
     batch_size: int
 
     def check(self, path: str) -> None:
-        require(self.stack in STACKS, f"{path}.stack", f"must be one of {', '.join(STACKS)}")
+        require_choice(self.stack, STACKS, f"{path}.stack")
         require(self.batch_size >= 1, f"{path}.batch_size", "must be at least 1")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from foley.config.sections import require
+from foley.config.sections import require, require_choice
 from foley.errors import ConfigError
 from foley.vggish_weights import missing_weights_message
 
@@ -88,7 +88,7 @@ class VocoderConfig:
     hifigan: HiFiGANVocoderConfig
 
     def check(self, path: str) -> None:
-        require(self.type in VOCODERS, f"{path}.type", f"must be one of {', '.join(VOCODERS)}")
+        require_choice(self.type, VOCODERS, f"{path}.type")
         require(self.batch_size >= 1, f"{path}.batch_size", "must be at least 1")
         if self.type == "hifigan":
             self.hifigan.check_files(f"{path}.hifigan")
@@ -112,10 +112,10 @@ class EvaluateConfig:
     batch_size: int
 
     def check(self, path: str) -> None:
-        require(self.embedder in EMBEDDERS, f"{path}.embedder", f"must be one of {', '.join(EMBEDDERS)}")
+        require_choice(self.embedder, EMBEDDERS, f"{path}.embedder")
         if self.embedder == "vggish" and self.vggish_weights is None:
             raise ConfigError(f"config key '{path}.vggish_weights' is null: {missing_weights_message(None)}")
-        require(self.protocol in FAD_PROTOCOLS, f"{path}.protocol", f"must be one of {', '.join(FAD_PROTOCOLS)}")
+        require_choice(self.protocol, FAD_PROTOCOLS, f"{path}.protocol")
         require(self.bootstrap == 0 or self.bootstrap >= 2, f"{path}.bootstrap", "must be 0 (off) or at least 2 resamples")
         require(
             self.floor_clips_per_class >= 0,
