@@ -1,7 +1,7 @@
-"""`python -m foley` (and `torchrun -m foley`): the `foley` command, whose code lives in stages.cli."""
+"""`python -m foley` (and `torchrun -m foley`): the `foley` command, whose code lives in foley.stages.commands.cli."""
 
 import sys
 
-from stages.cli import main
+from foley.stages.commands.cli import main
 
 sys.exit(main())

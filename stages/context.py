@@ -7,15 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-
-from foley.atomic import atomic_path
 from torch.utils.data import Dataset
 
-from foley.checkpoint import checkpoint_header, model_payload, remove_checkpoint, save_checkpoint
 from foley.config import TrainConfig
-from foley.distributed import on_main
-from foley.errors import RunError
-from foley.training import LoopPlan, Task, fit
+from foley.train.loop import LoopPlan, Task, fit
+from foley.util.atomic import atomic_path
+from foley.util.checkpoint import checkpoint_header, model_payload, remove_checkpoint, save_checkpoint
+from foley.util.distributed import on_main
+from foley.util.errors import RunError
 
 
 @dataclass(frozen=True)

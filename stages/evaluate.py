@@ -18,19 +18,19 @@ import numpy as np
 import torch
 
 from foley.config import Config
-from foley.atomic import write_text_atomic
-from foley.embedders import build_embedder, describe_embedder
-from foley.embedding import EmbedOptions, Embedder
-from foley.errors import CheckpointError, ConfigError, DataError
-from foley.evaluation import ExtraStatistics, SetScores, score_clips
-from foley.fad_protocols import Protocol, class_files, enforce_inputs, get_protocol
-from foley.floors import FLOORS, floor_audio
-from foley.reference_stats import ReferenceStats, load_reference, reference_digest, require_compatible
-from foley.vggish_weights import missing_weights_message
-from stages.context import StageContext, read_index, write_csv
-from stages.evaluate_report import FAD_FIELDS, FLOOR_FIELDS, Provenance, fad_rows, render_report
-from stages.manifest import stage_details, update_fingerprint
-from stages.sample import load_generator, write_clips
+from foley.evaluate.embedders import build_embedder, describe_embedder
+from foley.evaluate.embedding import Embedder, EmbedOptions
+from foley.evaluate.floors import FLOORS, floor_audio
+from foley.evaluate.protocols import Protocol, class_files, enforce_inputs, get_protocol
+from foley.evaluate.reference import ReferenceStats, load_reference, reference_digest, require_compatible
+from foley.evaluate.scores import ExtraStatistics, SetScores, score_clips
+from foley.evaluate.tables import FAD_FIELDS, FLOOR_FIELDS, Provenance, fad_rows, render_report
+from foley.models.vggish_weights import missing_weights_message
+from foley.stages.context import StageContext, read_index, write_csv
+from foley.stages.manifest import stage_details, update_fingerprint
+from foley.stages.sample import load_generator, write_clips
+from foley.util.atomic import write_text_atomic
+from foley.util.errors import CheckpointError, ConfigError, DataError
 
 NAME = "evaluate"
 SECTIONS = ("evaluate", "vocoder", "seed")

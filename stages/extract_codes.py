@@ -11,13 +11,13 @@ import math
 import numpy as np
 import torch
 
-from foley.atomic import save_npy_atomic
-from foley.codes import stack_levels
 from foley.config import Config
 from foley.models.builders import load_autoencoder
-from foley.models.quantize import codebook_usage
-from stages.context import StageContext, read_index
-from stages.train_vqvae import load_mels
+from foley.quantize.ema import codebook_usage
+from foley.quantize.stacking import stack_levels
+from foley.stages.context import StageContext, read_index
+from foley.stages.train_vqvae import load_mels
+from foley.util.atomic import save_npy_atomic
 
 NAME = "extract_codes"
 SECTIONS = ("codes",)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from foley.atomic import write_text_atomic
+from foley.util.atomic import write_text_atomic
 
 MANIFEST = "manifest.json"
 SKIPPED_FILES = {MANIFEST, "checkpoint.pt", "checkpoint.pt.prev"}

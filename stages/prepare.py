@@ -11,14 +11,14 @@ import hashlib
 import logging
 from pathlib import Path
 
-from foley.audio import RESAMPLE_METHOD
+from foley.audio.clips import RESAMPLE_METHOD
 from foley.config import Config
 from foley.data.layout import Entry, hold_out_validation, index_folder
 from foley.data.mel_cache import build_mel_cache
 from foley.data.synth import write_synthetic_set
-from foley.errors import DataError
-from stages.context import INDEX_FIELDS, StageContext, write_csv
-from stages.manifest import update_fingerprint
+from foley.stages.context import INDEX_FIELDS, StageContext, write_csv
+from foley.stages.manifest import update_fingerprint
+from foley.util.errors import DataError
 
 NAME = "prepare"
 SECTIONS = ("data", "audio", "mel")

@@ -22,20 +22,21 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
-from foley.atomic import write_text_atomic
 from foley.config import Config, dump_config
-from foley.distributed import is_main, on_main
-from foley.errors import RunError
-from stages import STAGE_NAMES
-from stages.context import StageContext
-from stages.manifest import output_files, outputs_hash, outputs_intact, read_manifest, versions, write_manifest
+from foley.stages import STAGE_NAMES
+from foley.stages.context import StageContext
+from foley.stages.manifest import output_files, outputs_hash, outputs_intact, read_manifest, versions, write_manifest
+from foley.util.atomic import write_text_atomic
+from foley.util.distributed import is_main, on_main
+from foley.util.errors import RunError
 
-STAGES = tuple(importlib.import_module(f"stages.{name}") for name in STAGE_NAMES)
+STAGES = tuple(importlib.import_module(f"foley.stages.{name}") for name in STAGE_NAMES)
 log = logging.getLogger(__name__)
 
 

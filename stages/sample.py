@@ -13,14 +13,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from foley.atomic import save_npy_atomic
-from foley.audio import write_wav
+from foley.audio.clips import write_wav
 from foley.config import Config
-from foley.generation import Generated, generate
 from foley.models.autoencoder import Autoencoder
 from foley.models.builders import load_autoencoder, load_prior
-from foley.vocoders import Vocoder, build_vocoder
-from stages.context import StageContext
+from foley.sample.generate import Generated, generate
+from foley.stages.context import StageContext
+from foley.util.atomic import save_npy_atomic
+from foley.vocoders.build import Vocoder, build_vocoder
 
 NAME = "sample"
 SECTIONS = ("sample", "vocoder", "seed", "amp")

@@ -7,13 +7,13 @@ import torch
 
 from foley.config import Config
 from foley.models.builders import build_prior, prior_spec
-from foley.tasks import PriorTask
-from stages.context import StageContext, train_model
-from stages.manifest import stage_details
+from foley.stages.context import StageContext, train_model
+from foley.stages.manifest import stage_details
+from foley.train.tasks import PriorTask
 
 NAME = "train_prior"
 SECTIONS = ("prior", "seed", "amp")
-DISTRIBUTED = True  # trains on every process under torchrun (stages.runner)
+DISTRIBUTED = True  # trains on every process under torchrun (foley.stages.runner)
 UPSTREAM = ("extract_codes",)
 
 

@@ -15,18 +15,18 @@ import numpy as np
 import torch
 
 from foley.config import Config, TrainConfig
-from foley.distributed import on_main
-from foley.hifigan_training import build_models, latest_checkpoint_steps, save_training_config
 from foley.models.hifigan import HiFiGANConfig
-from foley.training import LoopPlan, fit
-from foley.vocoder_training import ClipDataset, HiFiGANTask, training_config
-from foley.vocoders import check_mel_settings
-from stages.context import StageContext, read_index
+from foley.stages.context import StageContext, read_index
+from foley.train.loop import LoopPlan, fit
+from foley.util.distributed import on_main
+from foley.vocoders.build import check_mel_settings
+from foley.vocoders.hifigan_task import ClipDataset, HiFiGANTask, training_config
+from foley.vocoders.hifigan_training import build_models, latest_checkpoint_steps, save_training_config
 
 NAME = "train_vocoder"
 SECTIONS = ("vocoder.type", "vocoder.hifigan", "audio", "mel", "seed")
 UPSTREAM = ("prepare",)
-DISTRIBUTED = True  # trains on every process under torchrun (stages.runner)
+DISTRIBUTED = True  # trains on every process under torchrun (foley.stages.runner)
 log = logging.getLogger(__name__)
 
 

@@ -7,12 +7,12 @@ import torch
 
 from foley.config import Config
 from foley.models.builders import autoencoder_spec, build_autoencoder
-from foley.tasks import AutoencoderTask
-from stages.context import StageContext, read_index, train_model
+from foley.stages.context import StageContext, read_index, train_model
+from foley.train.tasks import AutoencoderTask
 
 NAME = "train_vqvae"
 SECTIONS = ("autoencoder", "seed", "amp")
-DISTRIBUTED = True  # trains on every process under torchrun (stages.runner)
+DISTRIBUTED = True  # trains on every process under torchrun (foley.stages.runner)
 UPSTREAM = ("prepare",)
 
 

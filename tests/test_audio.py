@@ -3,9 +3,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from foley.audio import fit_length, log_mel, mel_basis, read_clip, write_wav
+from foley.audio.clips import fit_length, log_mel, mel_basis, read_clip, write_wav
 from foley.config import MelConfig
-from foley.errors import AudioError
+from foley.util.errors import AudioError
 
 SR = 22050
 MEL = MelConfig(n_fft=1024, hop_length=256, win_length=1024, n_mels=80, fmin=0, fmax=8000)

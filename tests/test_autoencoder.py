@@ -6,7 +6,7 @@ import torch
 from foley.config import load_config
 from foley.models.autoencoder import Autoencoder, ResBlock, autoencoder_loss
 from foley.models.builders import build_autoencoder
-from foley.models.quantize import ResidualQuantizer
+from foley.quantize.ema import ResidualQuantizer
 
 PAPER_CONFIGS = ["dcase_baseline", "rvq", "rvq_stride42", "rvq_stride24"]
 

@@ -12,10 +12,10 @@ import torch
 from foley.config import load_config
 from foley.models.builders import build_autoencoder
 from foley.models.pixelsnail import PixelSNAIL
-from foley.vocoders import build_vocoder
-from stages import bench
-from stages.bench_cli import BENCH_SIZES
-from stages.cli import main
+from foley.stages.commands import bench_sample as bench
+from foley.stages.commands.bench import BENCH_SIZES
+from foley.stages.commands.cli import main
+from foley.vocoders.build import build_vocoder
 
 KEYS = {"reference_s_per_clip", "fast_s_per_clip", "ratio", "reference_extrapolated", "device", "size", "batch"}
 

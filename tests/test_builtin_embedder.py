@@ -2,13 +2,13 @@ import numpy as np
 import pytest
 import torch
 
-from foley.builtin_embedder import BuiltinEmbedder, dct_matrix
 from foley.config import load_config
 from foley.data.synth import write_synthetic_set
-from foley.embedding import EmbedOptions
-from foley.evaluation import score_classes
-from foley.fad_protocols import class_files, get_protocol
-from foley.reference_stats import clips_stats
+from foley.evaluate.builtin_embedder import BuiltinEmbedder, dct_matrix
+from foley.evaluate.embedding import EmbedOptions
+from foley.evaluate.protocols import class_files, get_protocol
+from foley.evaluate.reference import clips_stats
+from foley.evaluate.scores import score_classes
 
 
 @pytest.mark.parametrize("protocol", ["dcase2023", "standard"])

@@ -5,8 +5,8 @@ import logging
 import pytest
 import torch
 
-import foley.checkpoint
-from foley.checkpoint import (
+import foley.util.checkpoint
+from foley.util.checkpoint import (
     checkpoint_header,
     load_checkpoint,
     load_newest_checkpoint,
@@ -14,7 +14,7 @@ from foley.checkpoint import (
     remove_checkpoint,
     save_checkpoint,
 )
-from foley.errors import CheckpointError
+from foley.util.errors import CheckpointError
 
 
 def _payload(step: int) -> dict:
@@ -31,7 +31,7 @@ def test_a_write_that_dies_inside_torch_save_leaves_the_old_file_intact(tmp_path
             handle.write(before[: len(before) // 2])
         raise OSError("No space left on device")
 
-    monkeypatch.setattr(foley.checkpoint.torch, "save", dies_halfway)
+    monkeypatch.setattr(foley.util.checkpoint.torch, "save", dies_halfway)
     with pytest.raises(OSError, match="No space left"):
         save_checkpoint(path, _payload(2), keep_previous=True)
     assert path.read_bytes() == before and load_checkpoint(path)["step"] == 1

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from foley.codes import stack_levels, unstack_levels
+from foley.quantize.stacking import stack_levels, unstack_levels
 
 
 @pytest.mark.parametrize("mode", ["freq", "interleave"])

@@ -5,7 +5,7 @@ import time
 import pytest
 
 from foley.config import builtin_config_names, load_config
-from foley.errors import ConfigError
+from foley.util.errors import ConfigError
 
 # DESIGN.md's table: (config, latent per level, levels, stacked prior map)
 PAPER_CONFIGS = [

@@ -16,19 +16,19 @@ import torch
 import torch.multiprocessing as mp
 from torch import nn
 from torch.utils.data import TensorDataset
-
-from foley import distributed
-from foley.checkpoint import checkpoint_header, load_checkpoint
-from foley.config import TrainConfig, load_config
-from foley.errors import Interrupted
-from foley.hifigan_training import build_models, complete_checkpoint_steps, peak_normalize
-from foley.models.hifigan import HiFiGANConfig
-from foley.models.builders import build_autoencoder, build_prior
-from foley.models.normed_conv import norm_except_dim0
-from foley.tasks import AdamTask, AutoencoderTask, PriorTask
-from foley.training import LoopPlan, fit
-from foley.vocoder_training import HiFiGANTask
 from toy_hifigan import TOY_HIFIGAN
+
+from foley.config import TrainConfig, load_config
+from foley.models.builders import build_autoencoder, build_prior
+from foley.models.hifigan import HiFiGANConfig
+from foley.models.normed_conv import norm_except_dim0
+from foley.train.loop import LoopPlan, fit
+from foley.train.tasks import AdamTask, AutoencoderTask, PriorTask
+from foley.util import distributed
+from foley.util.checkpoint import checkpoint_header, load_checkpoint
+from foley.util.errors import Interrupted
+from foley.vocoders.hifigan_task import HiFiGANTask
+from foley.vocoders.hifigan_training import build_models, complete_checkpoint_steps, peak_normalize
 
 CPU = torch.device("cpu")
 EXAMPLES = 11  # batches of 4, 4, 3: the last splits 2 + 1 over the ranks

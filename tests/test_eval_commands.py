@@ -11,17 +11,17 @@ import soundfile as sf
 import torch
 from test_vggish import TORCHVGGISH_SHAPES
 
-from foley.builtin_embedder import BuiltinEmbedder
 from foley.config import load_config
-from foley.embedding import EmbedOptions, embed_clips
-from foley.errors import ConfigError
-from foley.fad import frechet_distance, gaussian_stats
-from foley.fad_protocols import DCASE2023, class_files
-from foley.gt_pickle import read_official_stats, write_official_stats
+from foley.evaluate.builtin_embedder import BuiltinEmbedder
+from foley.evaluate.embedding import EmbedOptions, embed_clips
+from foley.evaluate.fad import frechet_distance, gaussian_stats
+from foley.evaluate.gt_pickle import read_official_stats, write_official_stats
+from foley.evaluate.protocols import DCASE2023, class_files
+from foley.evaluate.reference import OFFICIAL_FILE, reference_from_folder, save_reference_npz
 from foley.models.vggish import VGGishEmbedder
-from foley.reference_stats import OFFICIAL_FILE, reference_from_folder, save_reference_npz
-from foley.vggish_weights import WEIGHTS_FILE, WEIGHTS_URL
-from stages.cli import main
+from foley.models.vggish_weights import WEIGHTS_FILE, WEIGHTS_URL
+from foley.stages.commands.cli import main
+from foley.util.errors import ConfigError
 
 CLASSES = ["dog_bark", "footstep", "gunshot", "keyboard", "moving_motor_vehicle", "rain", "sneeze_cough"]
 RATE, SECONDS, CLIPS = 22050, 2, 2  # a 2 s clip gives 4 dcase2023 windows

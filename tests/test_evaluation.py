@@ -9,14 +9,14 @@ import soundfile as sf
 import torch
 
 from foley.config import load_config
-from foley.errors import ConfigError, RunError
-from foley.evaluation import ExtraStatistics, score_set
-from foley.fad import bootstrap_fad, bootstrap_scores, fad_inf, frechet_distance, gaussian_stats
-from foley.floors import floor_audio
+from foley.evaluate.fad import bootstrap_fad, bootstrap_scores, fad_inf, frechet_distance, gaussian_stats
+from foley.evaluate.floors import floor_audio
+from foley.evaluate.reference import reference_digest
+from foley.evaluate.scores import ExtraStatistics, score_set
+from foley.evaluate.tables import FAD_FIELDS
 from foley.models.builders import build_autoencoder
-from foley.reference_stats import reference_digest
-from stages.compare import read_run_fad, require_comparable, run_labels
-from stages.evaluate_report import FAD_FIELDS
+from foley.stages.commands.compare import read_run_fad, require_comparable, run_labels
+from foley.util.errors import ConfigError, RunError
 
 
 def clip_sets(seed, classes=("a", "b", "c"), clips=6, windows=4, dim=3):
@@ -125,7 +125,7 @@ def test_bad_evaluate_values_fail_with_the_key_named(override, message):
 
 
 def test_a_missing_reference_is_refused_before_any_stage_runs(tmp_path, capsys):
-    from stages.cli import main
+    from foley.stages.commands.cli import main
 
     assert main(["run", "--out", str(tmp_path / "run"), "-q", "--set", f"evaluate.reference={tmp_path / 'nope.npz'}"]) == 2
     assert "evaluate.reference': '" in capsys.readouterr().err and not (tmp_path / "run" / "prepare").exists()

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from foley.errors import FoleyError
-from foley.fad import GaussianStats, bootstrap_fad, fad_inf, frechet_distance, gaussian_stats, per_class_fad
+from foley.evaluate.fad import GaussianStats, bootstrap_fad, fad_inf, frechet_distance, gaussian_stats, per_class_fad
+from foley.util.errors import FoleyError
 
 
 def eig_frechet(a: GaussianStats, b: GaussianStats) -> float:

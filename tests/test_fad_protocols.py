@@ -6,14 +6,24 @@ import soundfile as sf
 import torch
 from fake_embedders import RefusingEmbedder, StatsEmbedder
 
-from foley import vggish_input
-from foley.audio import write_wav
-from foley.embedding import EmbedOptions, embed_clips
-from foley.errors import AudioError, ConfigError, DataError, FoleyError
-from foley.fad_protocols import (
-    DCASE2023, OFFICIAL_INPUTS, STANDARD, ClipArray, InputRequirements, check_inputs, class_files,
-    clip_windows, enforce_inputs, get_protocol, peak_normalise, read_samples,
+from foley.audio.clips import write_wav
+from foley.evaluate.embedding import EmbedOptions, embed_clips
+from foley.evaluate.protocols import (
+    DCASE2023,
+    OFFICIAL_INPUTS,
+    STANDARD,
+    ClipArray,
+    InputRequirements,
+    check_inputs,
+    class_files,
+    clip_windows,
+    enforce_inputs,
+    get_protocol,
+    peak_normalise,
+    read_samples,
 )
+from foley.models import vggish_input
+from foley.util.errors import AudioError, ConfigError, DataError, FoleyError
 
 
 def pcm_clip(seed, samples=88200):

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from foley.codes import stack_levels
-from foley.fast_sampling import FastSampler, sample_fast
 from foley.models.incremental_pixelsnail import IncrementalPixelSNAIL
 from foley.models.pixelsnail import PixelSNAIL
-from foley.sampling import choose_codes, clip_seed, clip_uniforms, sample_reference
+from foley.quantize.stacking import stack_levels
+from foley.sample.fast import FastSampler, sample_fast
+from foley.sample.reference import choose_codes, clip_seed, clip_uniforms, sample_reference
 
 VOCAB, CLASSES = 9, 3
 

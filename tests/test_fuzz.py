@@ -10,9 +10,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from foley.audio import read_clip
+from foley.audio.clips import read_clip
 from foley.config import config_from_dict, load_config, to_plain
-from foley.errors import AudioError, ConfigError
+from foley.util.errors import AudioError, ConfigError
 
 SR, SAMPLES = 22050, 2048
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

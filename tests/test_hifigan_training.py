@@ -10,9 +10,12 @@ import pytest
 import torch
 from torch import nn
 
-from foley.audio import log_mel
-from foley.errors import CheckpointError
-from foley.hifigan_training import (
+from foley.audio.clips import log_mel
+from foley.models.hifigan import HiFiGANConfig
+from foley.models.hifigan_discriminators import DiscriminatorOutput, MultiPeriodDiscriminator, MultiScaleDiscriminator
+from foley.models.normed_conv import SpectralNormConv
+from foley.util.errors import CheckpointError
+from foley.vocoders.hifigan_training import (
     HiFiGANModels,
     adversarial_loss,
     build_models,
@@ -28,9 +31,6 @@ from foley.hifigan_training import (
     train_step,
     validation_mel_l1,
 )
-from foley.models.hifigan import HiFiGANConfig
-from foley.models.hifigan_discriminators import DiscriminatorOutput, MultiPeriodDiscriminator, MultiScaleDiscriminator
-from foley.models.normed_conv import SpectralNormConv
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -12,11 +12,11 @@ import time
 
 import pytest
 
-from foley.checkpoint import load_checkpoint
-from foley.errors import RunError
 from foley.models.builders import load_autoencoder, load_prior
-from stages import STAGE_NAMES
-from stages.launch import Launch, check_nproc, from_environment, resume_command, without_option
+from foley.stages import STAGE_NAMES
+from foley.stages.commands.launch import Launch, check_nproc, from_environment, resume_command, without_option
+from foley.util.checkpoint import load_checkpoint
+from foley.util.errors import RunError
 
 ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}  # on a few shared cores, more threads only spin
 STOPPED = re.compile(r"foley: train_vqvae stopped by (SIG\w+) after step (\d+); checkpoint written to '(.+)'\. Resume with: (.+)")

@@ -15,8 +15,8 @@ import soundfile as sf
 
 from foley.data.synth import write_synthetic_set
 from foley.models.builders import load_autoencoder
-from stages import STAGE_NAMES
-from stages.cli import main
+from foley.stages import STAGE_NAMES
+from foley.stages.commands.cli import main
 
 CLASSES = ["dog_bark", "footstep", "gunshot", "keyboard", "moving_motor_vehicle", "rain", "sneeze_cough"]
 DEV_CLASSES = ["DogBark", "Footstep", "GunShot", "Keyboard", "MovingMotorVehicle", "Rain", "Sneeze_Cough"]

@@ -9,9 +9,9 @@ import zlib
 import pytest
 import torch
 
-from foley.errors import CheckpointError
 from foley.models.layers import WeightNormConv2d, WeightNormLinear, fold_weight_norm
 from foley.models.pixelsnail import PixelSNAIL, load_baseline_state_dict, loss_and_accuracy
+from foley.util.errors import CheckpointError
 
 BASELINE_SIZE = dict(
     channel=256, kernel_size=5, n_block=4, n_res_block=4, res_channel=256,

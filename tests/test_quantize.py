@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from foley.models.quantize import EMACodebook, ResidualQuantizer, codebook_usage
+from foley.quantize.ema import EMACodebook, ResidualQuantizer, codebook_usage
 
 
 def brute_force_codes(vectors: torch.Tensor, embed: torch.Tensor) -> torch.Tensor:

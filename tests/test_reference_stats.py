@@ -13,18 +13,27 @@ import pytest
 import soundfile as sf
 from fake_embedders import RefusingEmbedder, StatsEmbedder
 
-from foley.embedding import EmbedOptions
-from foley.errors import DataError, FoleyError
-from foley.fad import frechet_distance, gaussian_stats
-from foley.fad_protocols import DCASE2023, STANDARD
-from foley.gt_pickle import (
-    decode_feature, encode_float_feature, encode_int64_feature, official_pickle_bytes, read_official_stats,
+from foley.evaluate.embedding import EmbedOptions
+from foley.evaluate.fad import frechet_distance, gaussian_stats
+from foley.evaluate.gt_pickle import (
+    decode_feature,
+    encode_float_feature,
+    encode_int64_feature,
+    official_pickle_bytes,
+    read_official_stats,
     write_official_stats,
 )
-from foley.reference_stats import (
-    OFFICIAL_FILE, ReferenceStats, load_reference, load_reference_npz, read_official_reference,
-    require_compatible, save_reference_npz,
+from foley.evaluate.protocols import DCASE2023, STANDARD
+from foley.evaluate.reference import (
+    OFFICIAL_FILE,
+    ReferenceStats,
+    load_reference,
+    load_reference_npz,
+    read_official_reference,
+    require_compatible,
+    save_reference_npz,
 )
+from foley.util.errors import DataError, FoleyError
 
 OFFICIAL_CLASSES = ["dog_bark", "footstep", "gunshot", "keyboard", "moving_motor_vehicle", "rain", "sneeze_cough"]
 # the project's shared folder in a directory above the checkout, where there is one (development machines)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from foley.models.pixelsnail import PixelSNAIL
-from foley.sampling import choose_codes, clip_seed, clip_uniforms, sample_reference
+from foley.sample.reference import choose_codes, clip_seed, clip_uniforms, sample_reference
 
 
 def tiny_prior(attention: bool = True) -> PixelSNAIL:

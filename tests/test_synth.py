@@ -10,10 +10,10 @@ import pytest
 import soundfile as sf
 import torch
 
-from foley.audio import log_mel
+from foley.audio.clips import log_mel
 from foley.config import load_config
 from foley.data.synth import RECIPES, clip_seed, render_clip, write_synthetic_set
-from foley.errors import DataError
+from foley.util.errors import DataError
 
 CONFIG = load_config("base")
 CLASS_NAMES = CONFIG.data.class_names

@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from foley.checkpoint import load_checkpoint, previous_path
 from foley.config import TrainConfig
-from foley.errors import Interrupted, RunError
-from foley.batches import BatchShare, EpochBatches, batches_per_epoch, share_of
-from foley.training import CheckpointingTask, LoopPlan, LoopState, fit
+from foley.train.batches import BatchShare, EpochBatches, batches_per_epoch, share_of
+from foley.train.loop import CheckpointingTask, LoopPlan, LoopState, fit
+from foley.util.checkpoint import load_checkpoint, previous_path
+from foley.util.errors import Interrupted, RunError
 
 
 class LinearTask:

@@ -6,12 +6,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from foley import vggish_input
-from foley.embedding import EmbedOptions, benchmark_embedder, embed_clips
-from foley.errors import CheckpointError, FoleyError
-from foley.fad_protocols import DCASE2023, STANDARD, ClipArray
+from foley.evaluate.embedding import EmbedOptions, benchmark_embedder, embed_clips
+from foley.evaluate.protocols import DCASE2023, STANDARD, ClipArray
+from foley.models import vggish_input
 from foley.models.vggish import VGGish, VGGishEmbedder, load_vggish
-from foley.vggish_weights import WEIGHTS_FILE, WEIGHTS_URL
+from foley.models.vggish_weights import WEIGHTS_FILE, WEIGHTS_URL
+from foley.util.errors import CheckpointError, FoleyError
 
 TORCHVGGISH_SHAPES = {
     "features.0.weight": (64, 1, 3, 3), "features.0.bias": (64,),

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-
-import stages.vocoder_commands
-from foley.config import load_config
-from foley.errors import CheckpointError, ConfigError
-from foley.models.hifigan import Generator, HiFiGANConfig, HiFiGANVocoder
-from foley.vocoders import GriffinLim, build_vocoder, vocode_all
-from stages.cli import main
 from toy_hifigan import TOY_HIFIGAN, write_toy_hifigan
+
+import foley.stages.commands.vocoding
+from foley.config import load_config
+from foley.models.hifigan import Generator, HiFiGANConfig, HiFiGANVocoder
+from foley.stages.commands.cli import main
+from foley.util.errors import CheckpointError, ConfigError
+from foley.vocoders.build import GriffinLim, build_vocoder, vocode_all
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -137,7 +137,7 @@ def test_vocode_errors(tmp_path, capsys, case, message):
 def test_bench_vocoder_prints_a_row_per_batch_size(tmp_path, capsys, monkeypatch):
     checkpoint, config_json = write_toy_hifigan(tmp_path)
     toy = HiFiGANVocoder.from_files(checkpoint, config_json)
-    monkeypatch.setattr(stages.vocoder_commands, "dcase_vocoder", lambda: toy)
+    monkeypatch.setattr(foley.stages.commands.vocoding, "dcase_vocoder", lambda: toy)
     assert main(["bench", "vocoder", "--batch-sizes", "1,3", "--repeats", "1", "--device", "cpu"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "80 x 344 mels (4 s clips), device cpu" in lines[0]
@@ -147,6 +147,6 @@ def test_bench_vocoder_prints_a_row_per_batch_size(tmp_path, capsys, monkeypatch
 
 
 def test_the_dcase_benchmark_vocoder_is_the_dcase_generator():
-    vocoder = stages.vocoder_commands.dcase_vocoder()
+    vocoder = foley.stages.commands.vocoding.dcase_vocoder()
     assert round(sum(p.numel() for p in vocoder.generator.parameters()) / 1e6, 2) == 13.93
     assert vocoder.config.upsample_rates == (8, 8, 2, 2) and vocoder.config.mel_config() == load_config("base").mel

@@ -14,13 +14,14 @@ import importlib.resources
 import math
 import types
 import typing
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
 from foley.config.schema import Config, to_plain
-from foley.errors import ConfigError
+from foley.util.errors import ConfigError
 
 DEFAULT_CONFIG = "quick"
 

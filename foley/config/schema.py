@@ -13,7 +13,6 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from foley import shapes
 from foley.config.sections import (
     AudioConfig,
     AutoencoderConfig,
@@ -26,7 +25,7 @@ from foley.config.sections import (
     to_plain,
 )
 from foley.config.vocoder_eval import EvaluateConfig, VocoderConfig
-
+from foley.util import shapes
 
 # Attention holds a (positions x positions) score matrix per head and clip; refuse maps whose
 # matrices for one training batch could not fit in any accelerator's memory.
@@ -101,5 +100,5 @@ class Config:
             node = getattr(node, part)
         return node
 
-    def replace(self, **changes: Any) -> "Config":
+    def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)

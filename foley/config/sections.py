@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from foley.errors import ConfigError
+from foley.util.errors import ConfigError
 
 
 def require(ok: bool, key: str, message: str) -> None:

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from foley.config.sections import require, require_choice
-from foley.errors import ConfigError
-from foley.vggish_weights import missing_weights_message
+from foley.models.vggish_weights import missing_weights_message
+from foley.util.errors import ConfigError
 
 
 @dataclass(frozen=True)

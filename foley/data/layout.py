@@ -7,11 +7,11 @@ footstep, ...; both map to class ids in the order the config lists them.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
 
-from foley.errors import DataError
+from foley.util.errors import DataError
 
 AUDIO_SUFFIXES = (".wav",)
 

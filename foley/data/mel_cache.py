@@ -7,21 +7,21 @@ conversions (channels, rate, length) are recorded per clip.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from foley import shapes
-from foley.atomic import save_npy_atomic
-from foley.audio import log_mel, read_clip
+from foley.audio.clips import log_mel, read_clip
 from foley.config import AudioConfig, MelConfig
 from foley.data.layout import Entry
-from foley.errors import AudioError
+from foley.util import shapes
+from foley.util.atomic import save_npy_atomic
+from foley.util.errors import AudioError
 
 READ_CHUNK = 256
 

@@ -16,16 +16,16 @@ dev and eval splits never share a clip. Recipes are vectorised numpy/scipy (even
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 from scipy.signal import lfilter, sosfilt
 from tqdm import tqdm
 
-from foley.audio import write_wav
-from foley.errors import DataError
+from foley.audio.clips import write_wav
+from foley.util.errors import DataError
 
 SPEED_OF_SOUND = 343.0
 PEAK_RANGE = (0.3, 0.9)

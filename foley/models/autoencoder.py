@@ -14,15 +14,15 @@ The (2,2),(2,2) configuration has exactly the baseline's layers. Inputs are padd
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from foley import shapes
-from foley.audio import LOG_CLAMP
-from foley.models.quantize import QuantizedResult, ResidualQuantizer
+from foley.audio.clips import LOG_CLAMP
+from foley.quantize.ema import QuantizedResult, ResidualQuantizer
+from foley.util import shapes
 
 BRANCH_KERNELS = (4, 2, 6, 8)  # the baseline's kernels at stride 2
 SILENCE = math.log(LOG_CLAMP)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from foley.checkpoint import load_checkpoint
 from foley.config import AutoencoderConfig, PriorConfig, section_from_dict, to_plain
-from foley.errors import CheckpointError
 from foley.models.autoencoder import Autoencoder
 from foley.models.pixelsnail import PixelSNAIL
-from foley.models.quantize import ResidualQuantizer
+from foley.quantize.ema import ResidualQuantizer
+from foley.util.checkpoint import load_checkpoint
+from foley.util.errors import CheckpointError
 
 
 def build_autoencoder(section: AutoencoderConfig, input_shape: tuple[int, int]) -> Autoencoder:

@@ -15,18 +15,19 @@ import copy
 import json
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from foley.checkpoint import read_torch_file
 from foley.config import MelConfig
-from foley.errors import CheckpointError, ConfigError
 from foley.models.normed_conv import WeightNormConv
+from foley.util.checkpoint import read_torch_file
+from foley.util.errors import CheckpointError, ConfigError
 
 LRELU_SLOPE = 0.1
 FINAL_LRELU_SLOPE = 0.01  # the official forward calls F.leaky_relu with its default slope before conv_post

@@ -10,7 +10,7 @@ state dicts and optimizer states line up with the official modules, without depr
 from __future__ import annotations
 
 import abc
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

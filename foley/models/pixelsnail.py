@@ -22,8 +22,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from foley.errors import CheckpointError
 from foley.models.layers import CausalConv2d, WeightNormLinear, WNConv2d
+from foley.util.errors import CheckpointError
 
 
 def shift_down(x: torch.Tensor) -> torch.Tensor:

@@ -21,9 +21,9 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from foley import vggish_input
-from foley.errors import CheckpointError, FoleyError
-from foley.vggish_weights import WEIGHTS_FILE, missing_weights_message
+from foley.models import vggish_input
+from foley.models.vggish_weights import WEIGHTS_FILE, missing_weights_message
+from foley.util.errors import CheckpointError, FoleyError
 
 CONV_CHANNELS = ((64,), (128,), (256, 256), (512, 512))  # convolutions per block, each block then max-pooled
 HIDDEN = 4096
@@ -109,7 +109,7 @@ def file_digest(path: Path) -> str:
 
 
 class VGGishEmbedder:
-    """The Embedder (see foley.embedding) over VGGish: each window gives its one 96-frame example.
+    """The Embedder (see foley.evaluate.embedding) over VGGish: each window gives its one 96-frame example.
 
     A window must hold exactly one example: 15,600 to 30,959 samples (the dcase2023 protocol's
     16,000-sample windows use their first 15,600). Runs on the device of the windows it is given.

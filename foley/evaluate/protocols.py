@@ -1,0 +1,230 @@
+"""The two FAD protocols: how a clip becomes the windows an Embedder sees, and which clips are accepted.
+
+dcase2023 is the official DCASE 2023 Task 7 evaluator (dcase2023_task7_eval_fad), step for step:
+- the wav's samples as scipy.io.wavfile reads them (int16 values, -32768..32767), not resampled:
+  the 22,050 Hz clips are fed as if they were at the embedder's 16 kHz;
+- each clip divided by max(0.1, max(x)): its positive peak (not the absolute one), floored at 0.1;
+- windows of 16,000 samples every 8,000, partial windows dropped: 10 per 88,200-sample clip;
+- for VGGish each window gives one 96-frame example (98 frames fit; the example framing keeps 96);
+- inputs checked as the evaluator's FADWrapper does: 100 wav files per class folder, 22,050 Hz,
+  mono, 88,200 samples (and 16-bit PCM, which its int16 reading assumes); every offender is reported.
+standard is VGGish as frechet-audio-distance and fadtk use it:
+- the clip read as floats in [-1, 1], channels averaged, resampled to 16 kHz (foley.audio.clips.resample);
+- contiguous non-overlapping 0.96 s examples over the whole clip, i.e. windows of 15,600 samples
+  every 15,360 (exactly the examples VGGish's own framing cuts from the clip's log-mel); a clip
+  shorter than one window is zero-padded to one, as fadtk pads short clips.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+import soundfile as sf
+from scipy.io import wavfile
+
+from foley.audio.clips import resample, to_pcm16
+from foley.models.vggish_input import EXAMPLE_HOP_SAMPLES, EXAMPLE_SAMPLES
+from foley.util.errors import AudioError, ConfigError, DataError
+
+PEAK_FLOOR = 0.1  # the evaluator's 10 ** (-20 dB / 20): quiet clips are raised by at most 20 dB
+
+
+@dataclass(frozen=True)
+class ClipArray:
+    """A clip held in memory: samples (T,) or (T, channels) at sample_rate, named for messages.
+
+    Under dcase2023, float samples in [-1, 1] become the int16 values foley.audio.clips.write_wav stores
+    (round(clip(x) * 32767)), so an array embeds exactly as the wav written from it; under
+    standard, integer samples are divided by 32768 as soundfile reads 16-bit files.
+    """
+
+    samples: np.ndarray
+    sample_rate: int
+    name: str = "array"
+
+
+ClipSource = Union[str, Path, ClipArray]
+
+
+def describe(source: ClipSource) -> str:
+    """How messages name a clip: its path, or an in-memory clip's name."""
+    return source.name if isinstance(source, ClipArray) else str(source)
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """Windowing of clips for an embedder at sample_rate; lengths in samples at that rate."""
+
+    name: str
+    sample_rate: int
+    window: int
+    step: int
+    resample: bool  # resample clips to sample_rate (False: feed the samples as they are)
+    pcm_values: bool  # 16-bit PCM as integer values (True) or as floats in [-1, 1]
+    peak_normalise: bool
+    pad_short: bool  # zero-pad a clip shorter than one window (False: it gives no window)
+    official_checks: bool  # enforce the official evaluator's input checks
+
+    @property
+    def key(self) -> str:
+        """name + a digest of every setting: changes whenever the protocol's behaviour changes."""
+        fields = json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
+        return f"{self.name}-{hashlib.sha256(fields).hexdigest()[:10]}"
+
+
+DCASE2023 = Protocol(
+    name="dcase2023", sample_rate=16000, window=16000, step=8000, resample=False, pcm_values=True,
+    peak_normalise=True, pad_short=False, official_checks=True,
+)
+STANDARD = Protocol(
+    name="standard", sample_rate=16000, window=EXAMPLE_SAMPLES, step=EXAMPLE_HOP_SAMPLES, resample=True,
+    pcm_values=False, peak_normalise=False, pad_short=True, official_checks=False,
+)
+PROTOCOLS = {p.name: p for p in (DCASE2023, STANDARD)}
+
+
+def get_protocol(name: str) -> Protocol:
+    if name not in PROTOCOLS:
+        raise ConfigError(f"unknown FAD protocol '{name}': choose one of {', '.join(PROTOCOLS)}")
+    return PROTOCOLS[name]
+
+
+def peak_normalise(samples: np.ndarray) -> np.ndarray:
+    """samples / max(0.1, max(samples)), in float64: the evaluator's loudness normalisation."""
+    x = np.asarray(samples, dtype=np.float64)
+    return x / max(PEAK_FLOOR, float(x.max()))
+
+
+def clip_windows(samples: np.ndarray, protocol: Protocol) -> np.ndarray:
+    """A mono clip (T,) -> its windows (K, protocol.window) in float64, after normalisation."""
+    x = np.asarray(samples, dtype=np.float64)
+    if x.size == 0:
+        raise AudioError("zero-length: the clip holds no samples")
+    if protocol.peak_normalise:
+        x = peak_normalise(x)
+    if protocol.pad_short and x.size < protocol.window:
+        x = np.pad(x, (0, protocol.window - x.size))
+    if x.size < protocol.window:
+        return np.zeros((0, protocol.window))
+    return np.lib.stride_tricks.sliding_window_view(x, protocol.window)[:: protocol.step].copy()
+
+
+def _pcm_values(samples: np.ndarray) -> np.ndarray:
+    if np.issubdtype(samples.dtype, np.integer):
+        return samples.astype(np.float64)
+    return to_pcm16(samples).astype(np.float64)
+
+
+def _mono(samples: np.ndarray) -> np.ndarray:
+    return samples.mean(axis=1) if samples.ndim == 2 else samples
+
+
+def read_samples(source: ClipSource, protocol: Protocol, data: bytes | None = None) -> np.ndarray:
+    """The clip's mono samples as the protocol feeds them, at protocol.sample_rate when it resamples.
+
+    data: the file's bytes when the caller has already read them. AudioError says what is wrong.
+    """
+    if isinstance(source, ClipArray):
+        samples, rate = np.asarray(source.samples), source.sample_rate
+        if protocol.pcm_values:
+            samples = _pcm_values(samples)
+        elif np.issubdtype(samples.dtype, np.integer):
+            samples = samples / 32768.0
+    else:
+        stream = io.BytesIO(Path(source).read_bytes() if data is None else data)
+        try:
+            if protocol.pcm_values:
+                rate, samples = wavfile.read(stream)
+            else:
+                samples, rate = sf.read(stream, dtype="float64", always_2d=True)
+        except Exception as err:  # scipy and libsndfile report unreadable files through many error types
+            raise AudioError(f"unreadable as a wav file ({err})") from None
+    samples = _mono(np.asarray(samples, dtype=np.float64))
+    if protocol.resample and rate != protocol.sample_rate:
+        samples = resample(samples, rate, protocol.sample_rate).astype(np.float64)
+    return samples
+
+
+# ---------------------------------------------------------------------------------------------
+# The official input checks
+
+
+@dataclass(frozen=True)
+class InputRequirements:
+    clips_per_class: int = 100
+    sample_rate: int = 22050
+    channels: int = 1
+    num_samples: int = 88200
+    subtype: str = "PCM_16"
+
+
+OFFICIAL_INPUTS = InputRequirements()
+
+
+@dataclass(frozen=True)
+class InputProblem:
+    path: str
+    problem: str
+
+
+def class_files(root: str | Path, class_names: Sequence[str]) -> dict[str, list[Path]]:
+    """The .wav files of root/<class>/ for each class, sorted; DataError names missing folders."""
+    root = Path(root)
+    missing = [name for name in class_names if not (root / name).is_dir()]
+    if missing:
+        raise DataError(f"'{root}' has no class folder(s) {', '.join(missing)} (expected {root}/<class>/*.wav)")
+    return {name: sorted(p for p in (root / name).iterdir() if p.suffix == ".wav") for name in class_names}
+
+
+def _file_problems(path: Path, need: InputRequirements) -> list[str]:
+    try:
+        info = sf.info(str(path))
+    except Exception as err:  # libsndfile reports unreadable files through its own error types
+        return [f"unreadable ({str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__})"]
+    found = []
+    if info.samplerate != need.sample_rate:
+        found.append(f"sample rate {info.samplerate} Hz, expected {need.sample_rate}")
+    if info.channels != need.channels:
+        found.append(f"{info.channels} channels, expected {need.channels}")
+    if info.frames != need.num_samples:
+        found.append(f"{info.frames} samples, expected {need.num_samples}")
+    if info.subtype != need.subtype:
+        found.append(f"sample format {info.subtype}, expected {need.subtype}")
+    return found
+
+
+def check_inputs(
+    files_by_class: Mapping[str, Sequence[Path]], need: InputRequirements = OFFICIAL_INPUTS
+) -> list[InputProblem]:
+    """Every way the files differ from what the official evaluator accepts (empty when they do not)."""
+    problems = []
+    for name, files in files_by_class.items():
+        if len(files) != need.clips_per_class:
+            problems.append(InputProblem(name, f"{len(files)} wav files, expected exactly {need.clips_per_class}"))
+        for path in files:
+            problems += [InputProblem(str(path), text) for text in _file_problems(Path(path), need)]
+    return problems
+
+
+def enforce_inputs(
+    files_by_class: Mapping[str, Sequence[Path]],
+    relax: bool,
+    need: InputRequirements = OFFICIAL_INPUTS,
+) -> list[InputProblem]:
+    """check_inputs, raising DataError that lists every problem unless relax; returns the problems."""
+    problems = check_inputs(files_by_class, need)
+    if problems and not relax:
+        lines = "\n".join(f"  {p.path}: {p.problem}" for p in problems)
+        raise DataError(
+            f"{len(problems)} input problem(s) against the official DCASE 2023 evaluator's checks "
+            f"(relax them with --relax-checks; the numbers are then not official):\n{lines}"
+        )
+    return problems

@@ -1,0 +1,115 @@
+"""Training tasks for the shared loop (`foley.train.loop.fit`): one per trained model.
+
+A task turns a batch into named losses; the loop does the rest. Each task also validates on a
+held-out tensor set at the end of an epoch when one is given. With several processes the model
+trains inside DistributedDataParallel (`network`) while checkpoints hold the module itself
+(`model`); validation splits the held-out set over the ranks and pools their sums.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from foley.models.autoencoder import Autoencoder, autoencoder_loss
+from foley.models.pixelsnail import loss_and_accuracy
+from foley.quantize.ema import usage_from_counts
+from foley.train.batches import BatchShare, share_of
+from foley.util import distributed
+
+
+class AdamTask:
+    """A model trained by Adam on the "loss" entry of `losses(batch, network)`."""
+
+    def __init__(self, model: nn.Module, lr: float, device: torch.device, amp: bool = False):
+        self.model, self.device = model, device
+        self.network = distributed.wrap(model, device)
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        self.autocast = amp and device.type == "cuda"
+
+    def losses(self, batch: tuple[torch.Tensor, ...], network: nn.Module) -> dict[str, torch.Tensor]:
+        raise TypeError(f"{type(self).__name__} must define losses()")
+
+    def train_step(self, batch: tuple[torch.Tensor, ...], share: BatchShare) -> dict[str, float]:
+        self.network.train()
+        batch = tuple(t.to(self.device, non_blocking=True) for t in batch)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            losses = self.losses(batch, self.network)
+        self.optimizer.zero_grad(set_to_none=True)
+        (losses["loss"] * share.gradient_scale).backward()
+        self.optimizer.step()
+        return {key: float(value.detach()) for key, value in losses.items()}
+
+    def end_epoch(self, epoch: int) -> dict[str, float]:
+        return {}
+
+    @torch.no_grad()
+    def validate(self, tensors: tuple[torch.Tensor, ...], batch_size: int) -> dict[str, float]:
+        """Mean losses over a held-out set in eval mode (EMA codebooks untouched), prefixed val/."""
+        self.model.eval()
+        share = share_of(tensors[0].shape[0], distributed.rank(), distributed.world_size())
+        end = share.first + share.count
+        totals: dict[str, float] = {}
+        for first in range(share.first, end, batch_size):
+            batch = tuple(t[first : min(first + batch_size, end)].to(self.device) for t in tensors)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+                losses = self.losses(batch, self.model)
+            for key, value in losses.items():
+                totals[key] = totals.get(key, 0.0) + float(value) * batch[0].shape[0]
+        return {f"val/{key}": value / share.total for key, value in distributed.summed_dicts(totals).items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
+class AutoencoderTask(AdamTask):
+    """MSE + beta * commitment; logs each level's codebook perplexity and unused codes per epoch."""
+
+    def __init__(self, model: Autoencoder, commitment_weight: float, lr: float, device: torch.device,
+                 amp: bool = False, val_mels: torch.Tensor | None = None, val_batch_size: int = 16):
+        super().__init__(model, lr, device, amp)
+        self.commitment_weight = commitment_weight
+        self.val_mels, self.val_batch_size = val_mels, val_batch_size
+        self.counts = torch.zeros(model.levels, model.quantizer.size, dtype=torch.long)
+
+    def losses(self, batch: tuple[torch.Tensor, ...], network: nn.Module) -> dict[str, torch.Tensor]:
+        losses, codes = autoencoder_loss(network, batch[0], self.commitment_weight)
+        if network.training:
+            for level in range(codes.shape[1]):
+                self.counts[level] += torch.bincount(codes[:, level].reshape(-1).cpu(), minlength=self.counts.shape[1])
+        return losses
+
+    def end_epoch(self, epoch: int) -> dict[str, float]:
+        usage = usage_from_counts(distributed.summed(self.counts))
+        metrics = {}
+        for level in range(self.counts.shape[0]):
+            metrics[f"vq/perplexity_l{level}"] = float(usage["perplexity"][level])
+            metrics[f"vq/unused_l{level}"] = float(usage["unused"][level])
+        self.counts.zero_()
+        if self.val_mels is not None and len(self.val_mels):
+            metrics.update(self.validate((self.val_mels,), self.val_batch_size))
+        return metrics
+
+
+class PriorTask(AdamTask):
+    """Cross-entropy over the code map; logs loss and accuracy (train and validation)."""
+
+    def __init__(self, model: nn.Module, lr: float, device: torch.device, amp: bool = False,
+                 val_set: tuple[torch.Tensor, torch.Tensor] | None = None, val_batch_size: int = 16):
+        super().__init__(model, lr, device, amp)
+        self.val_set, self.val_batch_size = val_set, val_batch_size
+
+    def losses(self, batch: tuple[torch.Tensor, ...], network: nn.Module) -> dict[str, torch.Tensor]:
+        codes, labels = batch
+        return loss_and_accuracy(network, codes, labels)
+
+    def end_epoch(self, epoch: int) -> dict[str, float]:
+        if self.val_set is not None and len(self.val_set[0]):
+            return self.validate(self.val_set, self.val_batch_size)
+        return {}

@@ -1,0 +1,218 @@
+"""The `foley` command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import yaml
+
+from foley.config import builtin_config_names, config_from_dict, load_config
+from foley.stages import STAGE_NAMES
+from foley.stages.commands.bench import add_bench_commands
+from foley.stages.commands.evaluation import add_eval_commands
+from foley.stages.commands.launch import check_nproc, from_environment, relaunch, resume_command
+from foley.stages.commands.vocode import add_vocode_command
+from foley.util.errors import FoleyError, Interrupted, RunError
+
+# Commands import torch and the models only once their arguments and config have been checked,
+# so a bad key or path fails in a fraction of a second.
+log = logging.getLogger("foley")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+    args.argv = argv
+    _setup_logging(args.quiet)
+    try:
+        return args.handler(args) or 0
+    except FoleyError as err:
+        launch = from_environment()
+        rank = f" (rank {launch.rank})" if launch is not None and launch.rank > 0 else ""
+        print(f"foley{rank}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("foley: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="foley", description="Class-conditional Foley sound generation and FAD evaluation.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", parents=[common], help="run the pipeline (default: the quick CPU demo on the built-in synthetic set)")
+    run.add_argument("--config", default=None, help=f"built-in config ({', '.join(sorted(builtin_config_names()))}) or YAML path")
+    run.add_argument("--data", help="DCASE development-layout folder (sets data.root)")
+    run.add_argument("--reference", help="evaluation-layout folder of real clips for FAD (sets data.reference)")
+    run.add_argument("--out", help="run folder (default: outputs/<config name>)")
+    run.add_argument("--stages", help=f"comma-separated subset of: {', '.join(STAGE_NAMES)}")
+    run.add_argument("--force", action="store_true", help="re-run the selected stages even if up to date")
+    run.add_argument("--device", help="auto, cpu, cuda or cuda:N (sets device)")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    run.add_argument("--nproc", type=int, metavar="N",
+                     help="train on N processes on this machine (one per GPU; gloo on CPU): starts torchrun with this command")
+    run.set_defaults(handler=cmd_run)
+
+    gen = commands.add_parser("generate", parents=[common], help="write new clips of one class from a finished run")
+    gen.add_argument("run_dir", type=Path)
+    gen.add_argument("--class", dest="class_name", required=True, help="class name (either layout) or id")
+    gen.add_argument("-n", type=int, default=10, help="number of clips (default 10)")
+    gen.add_argument("--seed", type=int, help="seed (default: the run's; clip i then equals the run's sample i)")
+    gen.add_argument("--out", type=Path, help="output folder (default: RUN_DIR/generated)")
+    gen.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    gen.add_argument("--force", action="store_true", help="overwrite existing clips")
+    gen.set_defaults(handler=cmd_generate)
+
+    synth = commands.add_parser("synth-data", parents=[common], help="write the built-in synthetic Foley set (DCASE layouts)")
+    synth.add_argument("dir", type=Path)
+    synth.add_argument("--per-class", type=int, default=100, help="training clips per class (default 100)")
+    synth.add_argument("--reference-per-class", type=int, help="held-out clips per class (default: --per-class)")
+    synth.add_argument("--seed", type=int, default=1234)
+    synth.add_argument("--config", default="base", help="config giving class names and audio format")
+    synth.set_defaults(handler=cmd_synth_data)
+    add_eval_commands(commands, common)
+    add_vocode_command(commands, common)
+    add_bench_commands(commands, common)
+    return parser
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the pipeline; under torchrun every process runs this (see foley.stages.commands.launch)."""
+    overrides = list(args.overrides)
+    for key, value in (("data.root", args.data), ("data.reference", args.reference), ("device", args.device)):
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    config = load_config(args.config, overrides)
+    stages = tuple(s.strip() for s in args.stages.split(",")) if args.stages else STAGE_NAMES
+    import torch
+
+    from foley.util import distributed
+    from foley.util.device import resolve_device
+
+    launch = from_environment()
+    device = resolve_device(config.device)
+    check_nproc(args.nproc, launch, device.type == "cuda", torch.cuda.device_count())
+    if launch is None and (args.nproc or 1) > 1:
+        return relaunch(args.nproc, args.argv)
+    if launch is not None and launch.world_size > 1:
+        device = distributed.start(launch.rank, launch.world_size, launch.local_rank, device)
+    try:
+        return _run_here(args, config, stages, device, resume_command(args.argv, launch))
+    finally:
+        distributed.stop()
+
+
+def _run_here(args: argparse.Namespace, config, stages: tuple[str, ...], device, resume: str) -> int:
+    """This process's part of the run: all of it alone, or its rank's part (rank 0 logs and writes)."""
+    from foley.stages.context import StageContext
+    from foley.stages.runner import run_pipeline
+    from foley.util import distributed
+
+    run_dir = Path(args.out) if args.out else Path("outputs") / config.name
+    main_rank = distributed.is_main()
+    ctx = StageContext(run_dir=run_dir, device=device, progress=not args.quiet and main_rank)
+    if main_rank:
+        _log_to_file(run_dir)
+    else:
+        _setup_logging(quiet=True, level=logging.ERROR)
+    log.info("run %s: config %s, device %s%s", run_dir, config.name, ctx.device,
+             f", {distributed.world_size()} processes" if distributed.active() else "")
+    try:
+        outcomes = run_pipeline(config, ctx, stages, force=args.force)
+    except Interrupted as err:
+        message = f"foley: {err}. Resume with: {resume}"
+        distributed.on_main(lambda: print(message, file=sys.stderr))
+        return err.exit_code
+    except KeyboardInterrupt:
+        if main_rank:
+            print(f"foley: interrupted. Resume with: {resume}", file=sys.stderr)
+        return 130
+    for outcome in outcomes:
+        log.info("  %-14s %-8s %7.1f s", outcome.name, outcome.status, outcome.seconds)
+    report = run_dir / "evaluate" / "report.md"
+    if report.exists() and "evaluate" in stages:
+        log.info("report: %s", report)
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    config_path = args.run_dir / "config.yaml"
+    if not config_path.is_file():
+        raise RunError(f"'{args.run_dir}' is not a foley run folder (no config.yaml); give the --out of a `foley run`")
+    config = config_from_dict(yaml.safe_load(config_path.read_text()))
+    if args.n < 1:
+        raise RunError("-n must be at least 1")
+    class_id = _class_id(config, args.class_name)
+    name = config.data.eval_class_names[class_id]
+    folder = (args.out or args.run_dir / "generated") / name
+    existing = [folder / f"{i + 1:04d}.wav" for i in range(args.n) if (folder / f"{i + 1:04d}.wav").exists()]
+    if existing and not args.force:
+        raise RunError(f"{existing[0]} already exists ({len(existing)} clips would be replaced); use another --out or --force")
+    from foley.stages.sample import generate_for, load_generator, write_clips
+    from foley.util.device import resolve_device
+
+    device = resolve_device(args.device or config.device)
+    generator = load_generator(config, args.run_dir, device)
+    seed = config.seed if args.seed is None else args.seed
+    result = generate_for(config, generator, [class_id] * args.n, list(range(args.n)), seed, progress=not args.quiet)
+    paths = write_clips(folder, list(range(args.n)), result.audio, config.audio.sample_rate)
+    log.info("wrote %d clips of %s to %s (seed %d)", len(paths), name, folder, seed)
+    return 0
+
+
+def cmd_synth_data(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    reference = args.reference_per_class or args.per_class
+    if args.per_class < 1 or reference < 1:
+        raise RunError("--per-class and --reference-per-class must be at least 1")
+    from foley.data.synth import write_synthetic_set
+
+    result = write_synthetic_set(
+        args.dir, config.data.class_names, config.data.eval_class_names, args.per_class, reference,
+        args.seed, config.audio.sample_rate, config.audio.clip_samples, progress=not args.quiet,
+    )
+    log.info("development layout: %s\nevaluation layout:  %s", result.dev_dir, result.eval_dir)
+    log.info("train on it with: foley run --data %s --reference %s", result.dev_dir, result.eval_dir)
+    return 0
+
+
+def _class_id(config, name: str) -> int:
+    for names in (config.data.eval_class_names, config.data.class_names):
+        if name in names:
+            return names.index(name)
+    if name.isdigit() and int(name) < config.class_count:
+        return int(name)
+    raise RunError(f"unknown class '{name}'; classes: {', '.join(config.data.eval_class_names)} (or 0-{config.class_count - 1})")
+
+
+def _setup_logging(quiet: bool, level: int | None = None) -> None:
+    """Console messages: INFO, or WARNING when quiet; `level` sets it (ERROR on ranks other than 0)."""
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(level or (logging.WARNING if quiet else logging.INFO))
+    console.setFormatter(logging.Formatter("%(message)s"))
+    _replace_handler("console", console)
+
+
+def _log_to_file(run_dir: Path) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(run_dir / "log.txt")
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    _replace_handler("file", handler)
+
+
+def _replace_handler(role: str, handler: logging.Handler) -> None:
+    """Install foley's console or file handler on the root logger, replacing an earlier one."""
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, "foley_role", None) == role]:
+        root.removeHandler(old)
+        old.close()
+    handler.foley_role = role  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)

@@ -1,0 +1,176 @@
+"""`foley compare`: the per-class FAD of several runs side by side, as the RVQ paper's Table 2.
+
+Rows are the classes and their average, columns the runs; a cell is the FAD, with its bootstrap
+interval when the run computed one. Runs whose FADs were made with a different embedder, protocol
+or reference (content id) are refused: their numbers are not on one scale.
+Writes fad_comparison.md, fad_comparison.csv and fad_comparison.png (grouped bars, Agg backend).
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+from foley.stages.context import write_csv
+from foley.util.atomic import atomic_path, write_text_atomic
+from foley.util.errors import RunError
+
+STEM = "fad_comparison"
+AVERAGE = "average"
+SCALE_KEYS = ("embedder", "protocol", "reference_id")
+
+
+@dataclass(frozen=True)
+class RunFAD:
+    """One run's fad.csv: per class (and the mean, last) the FAD and its interval when computed."""
+
+    label: str
+    classes: tuple[str, ...]  # the run's classes, then AVERAGE
+    fad: tuple[float, ...]
+    low: tuple[float | None, ...]
+    high: tuple[float | None, ...]
+    clips: tuple[int, ...]
+    scale: dict[str, str]  # embedder, protocol, reference_id
+    reference: str
+
+
+def fad_csv_path(source: Path) -> Path:
+    """A run folder's evaluate/fad.csv, or source itself when it is a CSV file."""
+    path = source if source.is_file() else source / "evaluate" / "fad.csv"
+    if not path.is_file():
+        raise RunError(f"'{source}' has no FAD table (expected {path}); run `foley run --stages evaluate` there first")
+    return path
+
+
+def _optional(text: str) -> float | None:
+    return float(text) if text else None
+
+
+def read_run_fad(source: Path, label: str) -> RunFAD:
+    path = fad_csv_path(source)
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    missing = [key for key in (*SCALE_KEYS, "fad", "class") if rows and key not in rows[0]]
+    if not rows or rows[-1]["class"] != "mean" or missing:
+        raise RunError(f"'{path}' is not a foley fad.csv with a mean row and {', '.join(SCALE_KEYS)} columns "
+                       f"(missing: {', '.join(missing) or 'mean row'}); re-run its evaluate stage")
+    return RunFAD(
+        label=label,
+        classes=tuple(r["class"] for r in rows[:-1]) + (AVERAGE,),
+        fad=tuple(float(r["fad"]) for r in rows),
+        low=tuple(_optional(r.get("ci_low", "")) for r in rows),
+        high=tuple(_optional(r.get("ci_high", "")) for r in rows),
+        clips=tuple(int(r.get("clips") or 0) for r in rows),
+        scale={key: rows[0][key] for key in SCALE_KEYS},
+        reference=rows[0].get("reference", ""),
+    )
+
+
+def run_labels(sources: list[Path], labels: list[str] | None) -> list[str]:
+    """The given labels, else each run folder's name (its path where names repeat)."""
+    if labels is not None:
+        if len(labels) != len(sources) or len(set(labels)) != len(labels):
+            raise RunError(f"--labels must give {len(sources)} different names, one per run; got {', '.join(labels)}")
+        return labels
+    names = [(s.parent.parent if s.is_file() and s.parent.name == "evaluate" else s).name or str(s) for s in sources]
+    return [name if names.count(name) == 1 else str(source) for name, source in zip(names, sources)]
+
+
+def require_comparable(runs: list[RunFAD]) -> None:
+    """RunError listing every run's embedder, protocol and reference unless all share them and the classes."""
+    scales = {tuple(r.scale[k] for k in SCALE_KEYS) for r in runs}
+    classes = {r.classes for r in runs}
+    if len(scales) == 1 and len(classes) == 1:
+        return
+    lines = "\n".join(
+        f"  {r.label}: embedder {r.scale['embedder']}, protocol {r.scale['protocol']}, reference "
+        f"{r.reference} (content id {r.scale['reference_id']}), classes {', '.join(r.classes[:-1])}" for r in runs
+    )
+    raise RunError(
+        "these FADs are not comparable (different embedder, protocol, reference or classes); re-evaluate the runs "
+        f"with one evaluate section (foley run --stages evaluate --set evaluate.…):\n{lines}"
+    )
+
+
+def _cell(run: RunFAD, i: int) -> str:
+    low, high = run.low[i], run.high[i]
+    return f"{run.fad[i]:.2f}" if low is None or high is None else f"{run.fad[i]:.2f} [{low:.2f}, {high:.2f}]"
+
+
+def _clip_range(run: RunFAD) -> str:
+    low, high = min(run.clips[:-1]), max(run.clips[:-1])
+    return str(low) if low == high else f"{low}-{high}"
+
+
+def render_markdown(runs: list[RunFAD]) -> str:
+    first = runs[0]
+    lines = [
+        "# FAD per class across runs (lower is better)",
+        "",
+        f"Embedder {first.scale['embedder']}, protocol {first.scale['protocol']}, reference {first.reference} "
+        f"(content id {first.scale['reference_id']}). Generated clips per class: "
+        + ", ".join(f"{r.label} {_clip_range(r)}" for r in runs)
+        + ". [low, high]: bootstrap interval, where the run computed one.",
+        "",
+        "| class | " + " | ".join(r.label for r in runs) + " |",
+        "|---|" + "---|" * len(runs),
+    ]
+    for i, name in enumerate(first.classes):
+        cells = [_cell(r, i) for r in runs]
+        label = f"**{name}**" if name == AVERAGE else f"{i} {name}"
+        lines.append(f"| {label} | " + " | ".join(f"**{c}**" if name == AVERAGE else c for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def table_rows(runs: list[RunFAD]) -> tuple[tuple[str, ...], list[dict]]:
+    fields = ["class"]
+    for r in runs:
+        fields += [r.label, f"{r.label} ci_low", f"{r.label} ci_high"]
+    rows = []
+    for i, name in enumerate(runs[0].classes):
+        row = {"class": name}
+        for r in runs:
+            row.update({r.label: f"{r.fad[i]:.6f}", f"{r.label} ci_low": "" if r.low[i] is None else f"{r.low[i]:.6f}",
+                        f"{r.label} ci_high": "" if r.high[i] is None else f"{r.high[i]:.6f}"})
+        rows.append(row)
+    return tuple(fields), rows
+
+
+def plot_bars(runs: list[RunFAD], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    classes = runs[0].classes
+    x = np.arange(len(classes))
+    width = 0.8 / len(runs)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(classes)), 4.0))
+    for k, r in enumerate(runs):
+        fad = np.array(r.fad)
+        has_ci = all(v is not None for v in r.low + r.high)
+        errors = np.array([fad - np.array(r.low, float), np.array(r.high, float) - fad]).clip(min=0) if has_ci else None
+        ax.bar(x + (k - (len(runs) - 1) / 2) * width, fad, width, yerr=errors, capsize=2, label=r.label)
+    ax.set_xticks(x, classes, rotation=30, ha="right")
+    ax.set_ylabel("FAD (lower is better)")
+    ax.set_title(f"FAD per class: {runs[0].scale['embedder']}, protocol {runs[0].scale['protocol']}")
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+
+
+def compare_runs(sources: list[Path], out_dir: Path, labels: list[str] | None = None) -> list[Path]:
+    """Write the table (markdown and CSV) and the bar chart for the runs; returns the files written."""
+    if len(sources) < 1:
+        raise RunError("give at least one run folder")
+    runs = [read_run_fad(s, label) for s, label in zip(sources, run_labels(sources, labels))]
+    require_comparable(runs)
+    paths = [out_dir / f"{STEM}.md", out_dir / f"{STEM}.csv", out_dir / f"{STEM}.png"]
+    write_text_atomic(paths[0], render_markdown(runs))
+    write_csv(paths[1], *table_rows(runs))
+    plot_bars(runs, paths[2])
+    return paths
