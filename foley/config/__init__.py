@@ -28,6 +28,7 @@ from foley.config.sections import (
     SampleConfig,
     SyntheticConfig,
     TrainConfig,
+    TrainSpeedConfig,
     to_plain,
 )
 from foley.config.vocoder_eval import (
@@ -56,6 +57,7 @@ __all__ = [
     "AudioConfig",
     "MelConfig",
     "TrainConfig",
+    "TrainSpeedConfig",
     "QUANTIZERS",
     "CODEBOOK_INITS",
     "QuantizerConfig",

@@ -113,6 +113,19 @@ class TrainConfig:
         require(self.num_workers >= 0, f"{path}.num_workers", "must be >= 0")
 
 
+@dataclass(frozen=True)
+class TrainSpeedConfig:
+    """How the trainers compute, not what: results equal the reference's up to float rounding
+    (TF32's on a GPU), so it is not part of any stage's hash (as `device`)."""
+
+    fast_path: bool
+    compile: bool
+    tf32: bool
+
+    def check(self, path: str) -> None:
+        """Every combination is valid (each switch only changes how a step is computed)."""
+
+
 QUANTIZERS = ("vq", "rvq")
 CODEBOOK_INITS = ("random", "data")
 
