@@ -8,6 +8,7 @@ from foley.config.loading import (
     dump_config,
     load_config,
     resolve_config_path,
+    run_config,
     section_from_dict,
 )
 from foley.config.schema import (
@@ -16,7 +17,6 @@ from foley.config.schema import (
 )
 from foley.config.sections import (
     CODEBOOK_INITS,
-    QUANTIZERS,
     STACKS,
     AudioConfig,
     AutoencoderConfig,
@@ -34,9 +34,6 @@ from foley.config.sections import (
 from foley.config.vocoder_eval import (
     CHANNEL_DIVISORS,
     DCASE_HIFIGAN_HINT,
-    EMBEDDERS,
-    FAD_PROTOCOLS,
-    VOCODERS,
     EvaluateConfig,
     GriffinLimConfig,
     HiFiGANTrainConfig,
@@ -51,6 +48,7 @@ __all__ = [
     "dump_config",
     "load_config",
     "resolve_config_path",
+    "run_config",
     "section_from_dict",
     "SyntheticConfig",
     "DataConfig",
@@ -58,7 +56,6 @@ __all__ = [
     "MelConfig",
     "TrainConfig",
     "TrainSpeedConfig",
-    "QUANTIZERS",
     "CODEBOOK_INITS",
     "QuantizerConfig",
     "AutoencoderConfig",
@@ -68,14 +65,11 @@ __all__ = [
     "SampleConfig",
     "to_plain",
     "GriffinLimConfig",
-    "VOCODERS",
     "CHANNEL_DIVISORS",
     "DCASE_HIFIGAN_HINT",
     "HiFiGANTrainConfig",
     "HiFiGANVocoderConfig",
     "VocoderConfig",
-    "EMBEDDERS",
-    "FAD_PROTOCOLS",
     "EvaluateConfig",
     "MAX_ATTENTION_BYTES",
     "Config",

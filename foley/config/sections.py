@@ -10,6 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from foley.registry import QUANTIZERS
 from foley.util.errors import ConfigError
 
 
@@ -115,8 +116,8 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class TrainSpeedConfig:
-    """How the trainers compute, not what: results equal the reference's up to float rounding
-    (TF32's on a GPU), so it is not part of any stage's hash (as `device`)."""
+    """How the trainers compute, not what: the results equal the reference computation's up to
+    float rounding (TF32's on a GPU). The trainer stages declare it, so changing it re-runs them."""
 
     fast_path: bool
     compile: bool
@@ -126,7 +127,6 @@ class TrainSpeedConfig:
         """Every combination is valid (each switch only changes how a step is computed)."""
 
 
-QUANTIZERS = ("vq", "rvq")
 CODEBOOK_INITS = ("random", "data")
 
 
@@ -141,7 +141,7 @@ class QuantizerConfig:
     dead_code_threshold: float
 
     def check(self, path: str) -> None:
-        require_choice(self.type, QUANTIZERS, f"{path}.type")
+        require_choice(self.type, QUANTIZERS.names(), f"{path}.type")
         require(self.levels >= 1, f"{path}.levels", "must be at least 1")
         require(
             self.type == "rvq" or self.levels == 1,
