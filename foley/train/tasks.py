@@ -84,8 +84,9 @@ class AutoencoderTask(AdamTask):
     """MSE + beta * commitment; logs each level's codebook perplexity and unused codes per epoch."""
 
     def __init__(self, model: Autoencoder, commitment_weight: float, lr: float, device: torch.device,
-                 amp: bool = False, val_mels: torch.Tensor | None = None, val_batch_size: int = 16):
-        super().__init__(model, lr, device, amp)
+                 amp: bool = False, val_mels: torch.Tensor | None = None, val_batch_size: int = 16,
+                 fast_path: bool = True, compile: bool = False):
+        super().__init__(model, lr, device, amp, fused=fast_path, compile=compile)
         self.commitment_weight = commitment_weight
         self.val_mels, self.val_batch_size = val_mels, val_batch_size
         self.counts = torch.zeros(model.levels, model.quantizer.size, dtype=torch.long)

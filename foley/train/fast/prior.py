@@ -46,7 +46,8 @@ def fast_logits(model: PixelSNAIL, codes: torch.Tensor, labels: torch.Tensor, co
     return layers.pointwise(model.out[1], F.elu(out))
 
 
-def fast_loss_and_accuracy(model: PixelSNAIL, codes: torch.Tensor, labels: torch.Tensor, conv: str = "auto") -> dict[str, torch.Tensor]:
+def fast_loss_and_accuracy(model: PixelSNAIL, codes: torch.Tensor, labels: torch.Tensor,
+                           conv: str = "auto") -> dict[str, torch.Tensor]:
     """``loss_and_accuracy`` of the reference, through ``fast_logits``."""
     logits = fast_logits(model, codes, labels, conv)
     loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), codes.reshape(-1))
