@@ -112,7 +112,7 @@ class _Layers:
             return self.pointwise(block.out, torch.cat([out, background], -1))
         key = self.gated(block.key_resblock, torch.cat([x, out, background], -1))
         query = self.gated(block.query_resblock, torch.cat([out, background], -1))
-        return self.gated(block.out_resblock, out, aux=self.attention(block.causal_attention, query, key))
+        return self.gated(block.out_resblock, out, aux=attention(block.causal_attention, query, key, self.training))
 
     def gated(self, block: GatedResBlock, x: torch.Tensor, aux: torch.Tensor | None = None,
               condition: torch.Tensor | None = None, causal: bool = False) -> torch.Tensor:
@@ -140,13 +140,15 @@ class _Layers:
         conv = layer.conv
         return F.linear(x, conv.weight().flatten(1), conv.bias)
 
-    def attention(self, layer: CausalAttention, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
-        batch, height, width, _ = query.shape
-        query, key = query.reshape(batch, height * width, -1), key.reshape(batch, height * width, -1)
-        heads = [
-            F.linear(x, projection.weight(), projection.bias).view(batch, height * width, layer.n_head, -1).transpose(1, 2)
-            for projection, x in ((layer.query, query), (layer.key, key), (layer.value, key))
-        ]
-        p = layer.dropout.p if self.training else 0.0
-        out = strictly_causal_attention(*heads, p)
-        return out.transpose(1, 2).reshape(batch, height, width, -1)
+
+def attention(layer: CausalAttention, query: torch.Tensor, key: torch.Tensor, training: bool) -> torch.Tensor:
+    """``layer(query, key)`` on channels-last maps (B, h, W, C): fused or chunked attention, with
+    the layer's dropout on the weights in training."""
+    batch, height, width, _ = query.shape
+    query, key = query.reshape(batch, height * width, -1), key.reshape(batch, height * width, -1)
+    heads = [
+        F.linear(x, projection.weight(), projection.bias).view(batch, height * width, layer.n_head, -1).transpose(1, 2)
+        for projection, x in ((layer.query, query), (layer.key, key), (layer.value, key))
+    ]
+    out = strictly_causal_attention(*heads, layer.dropout.p if training else 0.0)
+    return out.transpose(1, 2).reshape(batch, height, width, -1)
