@@ -49,12 +49,17 @@ class TrainingData:
 
 def training_data(tensors: tuple[torch.Tensor, ...], device: torch.device, num_workers: int,
                   allow_resident: bool = True) -> TrainingData:
-    """``tensors`` as training data for ``device``: on a CUDA device when allowed, loaded without
-    worker processes and small enough (``RESIDENT_SHARE``); else on the host, in pinned batches
-    when training on CUDA."""
-    if device.type != "cuda":
-        return TrainingData(TensorDataset(*tensors), None, pin_memory=False, resident=False)
-    size = sum(t.numel() * t.element_size() for t in tensors)
-    if allow_resident and num_workers == 0 and size <= RESIDENT_SHARE * torch.cuda.mem_get_info(device)[0]:
+    """``tensors`` as training data for ``device``: on the device when ``fits_on_device`` (and
+    allowed), else on the host, in pinned batches when training on CUDA."""
+    if allow_resident and fits_on_device(tensors, device, num_workers):
         return TrainingData(DeviceTensors(*(t.to(device) for t in tensors)), whole_batch, pin_memory=False, resident=True)
-    return TrainingData(TensorDataset(*tensors), None, pin_memory=True, resident=False)
+    return TrainingData(TensorDataset(*tensors), None, pin_memory=device.type == "cuda", resident=False)
+
+
+def fits_on_device(tensors: tuple[torch.Tensor, ...], device: torch.device, num_workers: int) -> bool:
+    """A CUDA device, no loader workers (they cannot share its memory) and at most
+    ``RESIDENT_SHARE`` of its free memory."""
+    if device.type != "cuda" or num_workers:
+        return False
+    size = sum(t.numel() * t.element_size() for t in tensors)
+    return size <= RESIDENT_SHARE * torch.cuda.mem_get_info(device)[0]
