@@ -18,9 +18,10 @@ import numpy as np
 import torch
 
 from foley.config import Config
+from foley.evaluate.code_tables import floor_fads_by_levels, levels_section
 from foley.evaluate.embedders import build_embedder, describe_embedder
 from foley.evaluate.embedding import Embedder, EmbedOptions
-from foley.evaluate.floors import FLOORS, floor_audio
+from foley.evaluate.floors import FLOORS, floor_audio, level_floors
 from foley.evaluate.protocols import Protocol, class_files, enforce_inputs, get_protocol
 from foley.evaluate.reference import ReferenceStats, load_reference, reference_digest, require_compatible
 from foley.evaluate.scores import ExtraStatistics, SetScores, score_clips
@@ -34,7 +35,7 @@ from foley.util.errors import CheckpointError, ConfigError, DataError
 
 NAME = "evaluate"
 SECTIONS = ("evaluate", "vocoder", "seed")
-UPSTREAM = ("prepare", "train_vqvae", "sample")
+UPSTREAM = ("prepare", "train_vqvae", "extract_codes", "sample")
 log = logging.getLogger(__name__)
 
 
@@ -76,7 +77,11 @@ def run(config: Config, ctx: StageContext) -> dict:
     generated = score_clips(generated_files, embedder, protocol, reference.stats, extras, options)
     floors, floors_note = _floors(config, ctx, embedder, protocol, reference, extras, options)
     _write_tables(out, generated, floors, provenance)
-    write_text_atomic(out / "report.md", render_report(config.name, generated, provenance, floors, floors_note))
+    floor_means = {floor: result.scores.mean for floor, result in floors.items()}
+    codes = stage_details(ctx.run_dir, "extract_codes")
+    codes_section = levels_section(codes, floor_fads_by_levels(floor_means, codes.get("levels", 0)))
+    report = render_report(config.name, generated, provenance, floors, floors_note) + "\n" + "\n".join(codes_section)
+    write_text_atomic(out / "report.md", report)
     log.info("evaluate: mean FAD %.3f over %d classes (%s / %s)", generated.scores.mean, len(names),
              embedder.name, protocol.name)
     return {
@@ -84,7 +89,7 @@ def run(config: Config, ctx: StageContext) -> dict:
         "fad": dict(zip(names, map(float, generated.scores.fad))),
         **provenance.columns(),
         "classes_separated": sum(generated.scores.separated()),
-        "floors_mean_fad": {floor: result.scores.mean for floor, result in floors.items()},
+        "floors_mean_fad": floor_means,
     }
 
 
@@ -115,12 +120,13 @@ def _floors(config: Config, ctx: StageContext, embedder: Embedder, protocol: Pro
     all_mels = np.load(ctx.dir("prepare") / "mels.npy", mmap_mode="r")
     generator = load_generator(config, ctx.run_dir, ctx.device)
     results = {}
-    for floor in FLOORS:
+    plan = {**{floor: None for floor in FLOORS}, **level_floors(generator.autoencoder)}
+    for floor, levels in plan.items():
         folder = ctx.dir(NAME) / "floors" / floor
         for name in names:  # one class at a time: memory stays at one class's clips
             mels = torch.from_numpy(np.ascontiguousarray(all_mels[chosen[name]]))
-            audio = floor_audio(floor, mels, generator.autoencoder, generator.vocoder, config.vocoder.batch_size,
-                                config.audio.clip_samples, ctx.device)
+            audio = floor_audio("reconstruction" if levels else floor, mels, generator.autoencoder, generator.vocoder,
+                                config.vocoder.batch_size, config.audio.clip_samples, ctx.device, levels)
             write_clips(folder / name, list(range(len(audio))), audio, config.audio.sample_rate)
         files = class_files(folder, names)
         results[floor] = score_clips(files, embedder, protocol, reference.stats, extras, options, cross_class=False)
@@ -130,11 +136,19 @@ def _floors(config: Config, ctx: StageContext, embedder: Embedder, protocol: Pro
         f"Real reference clips (prepare's log-mels of {f'at most {cap}' if cap else 'all'} clips "
         f"per class) carried through part of this run's generator, then scored exactly like the generated clips: "
         f"vocoder floor = real log-mel -> vocoder ({generator.vocoder.name}); reconstruction floor = real log-mel "
-        f"-> autoencoder (encode, quantise, decode) -> vocoder. The floors are made from the reference clips "
+        f"-> autoencoder (encode, quantise, decode) -> vocoder{_level_note(plan)}. The floors are made from the reference clips "
         f"themselves, so they are optimistic bounds. Vocoder floor -> reconstruction floor is what the codes lose; "
         f"reconstruction floor -> generated is what the prior loses. Clips: `evaluate/floors/<floor>/<class>/`."
     )
     return results, note
+
+
+def _level_note(plan: dict[str, int | None]) -> str:
+    levels = [k for k in plan.values() if k]
+    if not levels:
+        return ""
+    return (f"; the autoencoder was trained with quantizer dropout, so its reconstruction floor is also made "
+            f"decoding only the first {', '.join(map(str, levels))} levels")
 
 
 def _floor_rows(ctx: StageContext, names: tuple[str, ...], cap: int) -> dict[str, list[int]]:

@@ -31,7 +31,7 @@ def run(config: Config, ctx: StageContext) -> dict:
     spec = autoencoder_spec(model, section)
     task = AutoencoderTask(
         model, section.quantizer.commitment, section.train.lr, ctx.device, config.amp,
-        val_mels=val, val_batch_size=section.train.batch_size,
+        val_mels=val, val_batch_size=section.train.batch_size, loss=section.loss,
     )
     summary = train_model(ctx, NAME, "autoencoder", spec, model, task, torch.utils.data.TensorDataset(train), section.train, config.seed, "vqvae.pt")
     return {"train_clips": len(train), "val_clips": len(val), "final": summary}

@@ -9,6 +9,7 @@ from foley.config.loading import (
     load_config,
     resolve_config_path,
     section_from_dict,
+    with_base_defaults,
 )
 from foley.config.schema import (
     MAX_ATTENTION_BYTES,
@@ -22,6 +23,7 @@ from foley.config.sections import (
     AutoencoderConfig,
     CodesConfig,
     DataConfig,
+    LossConfig,
     MelConfig,
     PriorConfig,
     QuantizerConfig,
@@ -51,6 +53,7 @@ __all__ = [
     "load_config",
     "resolve_config_path",
     "section_from_dict",
+    "with_base_defaults",
     "SyntheticConfig",
     "DataConfig",
     "AudioConfig",
@@ -59,6 +62,7 @@ __all__ = [
     "QUANTIZERS",
     "CODEBOOK_INITS",
     "QuantizerConfig",
+    "LossConfig",
     "AutoencoderConfig",
     "STACKS",
     "CodesConfig",

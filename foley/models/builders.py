@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from foley.config import AutoencoderConfig, PriorConfig, section_from_dict, to_plain
+from foley.config import AutoencoderConfig, PriorConfig, section_from_dict, to_plain, with_base_defaults
 from foley.models.autoencoder import Autoencoder
 from foley.models.pixelsnail import PixelSNAIL
 from foley.quantize.ema import ResidualQuantizer
@@ -15,7 +15,8 @@ from foley.util.errors import CheckpointError
 def build_autoencoder(section: AutoencoderConfig, input_shape: tuple[int, int]) -> Autoencoder:
     q = section.quantizer
     quantizer = ResidualQuantizer(
-        section.embed_dim, q.levels, q.codebook_size, q.decay, init=q.init, dead_code_threshold=q.dead_code_threshold
+        section.embed_dim, q.levels, q.codebook_size, q.decay, init=q.init, dead_code_threshold=q.dead_code_threshold,
+        dropout=q.dropout,
     )
     return Autoencoder(
         input_shape, section.strides, quantizer, section.channel, section.n_res_block, section.n_res_channel
@@ -57,7 +58,7 @@ def prior_spec(model: PixelSNAIL, section: PriorConfig) -> dict:
 def load_autoencoder(path: str | Path) -> tuple[Autoencoder, AutoencoderConfig]:
     payload = load_checkpoint(path, kind="autoencoder")
     spec = payload["model_config"]
-    section = section_from_dict(AutoencoderConfig, spec["autoencoder"], "autoencoder")
+    section = section_from_dict(AutoencoderConfig, with_base_defaults("autoencoder", spec["autoencoder"]), "autoencoder")
     model = build_autoencoder(section, tuple(spec["input_shape"]))
     _load_state(model, payload, path)
     return model, section

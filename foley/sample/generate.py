@@ -2,7 +2,9 @@
 
 Clip `index` of class `class_id` always comes from the seed clip_seed(seed, class_id, index),
 so a clip does not depend on the batch size or on which other clips are generated with it.
-Codes come from the fast sampler (foley.sample.fast), which draws the reference's maps.
+Codes come from the fast sampler (foley.sample.fast), which draws the reference's maps. The prior
+draws whole maps; with settings.levels = k > 0 only the first k quantizer levels are decoded
+(for an autoencoder trained with quantizer dropout), so clips cost k levels' bitrate.
 """
 
 from __future__ import annotations
@@ -60,7 +62,8 @@ def generate(
         seeds = [clip_seed(seed, c, i) for c, i in zip(batch_classes, batch_indices)]
         labels = torch.tensor(batch_classes, dtype=torch.long, device=device)
         maps = sampler(labels, seeds, settings.temperature, settings.top_k)
-        mel = autoencoder.decode_codes(unstack_levels(maps, autoencoder.levels, stack))
+        levels = unstack_levels(maps, autoencoder.levels, stack)
+        mel = autoencoder.decode_codes(levels[:, : settings.levels or autoencoder.levels])
         wave = vocoder(mel)
         codes.append(maps.cpu().numpy())
         mels.append(mel.float().cpu().numpy())
