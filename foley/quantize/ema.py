@@ -9,9 +9,9 @@ batch's vectors (foley.quantize.kmeans), with each code's EMA cluster size its m
 its EMA sum mean * count, so the first EMA step keeps the means (EnCodec stores the bare means
 as the sum, which shrinks every code by about 1/count at that step); a code that k-means left
 empty keeps its initial vector with a count of one, as a data init sets it, rather than a zero
-sum that would pull it to the origin; `dead_code_threshold` > 0
-moves every code whose EMA cluster size falls below it onto a random vector of the current batch
-(as in Jukebox and SoundStream), setting its EMA sum and size too, so the move lasts.
+sum that would pull it to the origin; `dead_code_threshold` > 0 moves every code whose EMA
+cluster size falls below it onto a random vector of the current batch (as in Jukebox and
+SoundStream), setting its EMA sum and size too, so the move lasts.
 Under data-parallel training every rank quantises its slice of the batch: the per-step cluster
 counts and vector sums are summed over ranks before the EMA update, and the vectors that a data
 init or a restart copies are drawn from all ranks' vectors with rank 0's draw (foley.util.distributed),
