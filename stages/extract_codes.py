@@ -18,21 +18,19 @@ from foley.evaluate.floors import reconstruction_errors
 from foley.models.builders import load_autoencoder
 from foley.quantize.stacking import stack_levels
 from foley.quantize.statistics import code_statistics
-from foley.stages.context import StageContext, read_index, write_csv
+from foley.stages.context import StageContext, read_index
+from foley.stages.stage import Stage
 from foley.stages.train_vqvae import load_mels
-from foley.util.atomic import save_npy_atomic
+from foley.util.atomic import save_npy_atomic, write_csv
 
-NAME = "extract_codes"
-SECTIONS = ("codes",)
-UPSTREAM = ("prepare", "train_vqvae")
 SPLITS = ("train", "val")
 log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
 def run(config: Config, ctx: StageContext) -> dict:
-    out = ctx.dir(NAME)
-    model, section = load_autoencoder(ctx.dir("train_vqvae") / "vqvae.pt")
+    out = ctx.out
+    model, section = load_autoencoder(ctx.input("train_vqvae", "vqvae.pt"))
     model.to(ctx.device).eval()
     rows = [r for r in read_index(ctx) if r["split"] in SPLITS]
     mels = load_mels(ctx, SPLITS)
@@ -72,3 +70,12 @@ def levels_table(statistics: dict, errors: dict[str, list[float]]) -> tuple[tupl
                "entropy_bitrate_bps": f"{sum(statistics['entropy_bitrate_bps_per_level'][:k]):.3f}"}
         rows.append({**row, **{f"recon_mse_{split}": f"{values[k - 1]:.6f}" for split, values in errors.items()}})
     return fields, rows
+
+
+STAGE = Stage(
+    name="extract_codes",
+    sections=("codes", "audio"),
+    upstream=("prepare", "train_vqvae"),
+    outputs=("codes.npy", "labels.npy", "splits.npy", "levels.csv"),
+    run=run,
+)

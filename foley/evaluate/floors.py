@@ -15,7 +15,7 @@ import torch
 
 from foley.audio.clips import fit_length
 from foley.models.autoencoder import Autoencoder
-from foley.vocoders.build import Vocoder
+from foley.vocoders.base import Vocoder
 
 FLOORS = ("vocoder", "reconstruction")
 LEVEL_FLOOR = "reconstruction_{}"  # the reconstruction floor decoded with the first {} levels

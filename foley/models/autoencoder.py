@@ -22,7 +22,7 @@ from torch import nn
 
 from foley.audio.clips import LOG_CLAMP
 from foley.models.band_loss import MelBands
-from foley.quantize.ema import QuantizedResult, ResidualQuantizer
+from foley.quantize.base import QuantizedResult, Quantizer
 from foley.util import shapes
 
 BRANCH_KERNELS = (4, 2, 6, 8)  # the baseline's kernels at stride 2
@@ -121,7 +121,7 @@ class Autoencoder(nn.Module):
         self,
         input_shape: tuple[int, int],
         strides: Sequence[tuple[int, int]],
-        quantizer: ResidualQuantizer,
+        quantizer: Quantizer,
         channel: int = 128,
         n_res_block: int = 2,
         n_res_channel: int = 32,
@@ -140,7 +140,7 @@ class Autoencoder(nn.Module):
 
     @property
     def levels(self) -> int:
-        return len(self.quantizer.levels)
+        return self.quantizer.level_count
 
     def encode(self, mel: torch.Tensor, levels: int | None = None) -> QuantizedResult:
         self._check_input(mel)

@@ -28,21 +28,18 @@ draw is one per step, for the whole batch, on every rank alike (rank 0's draw; s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from foley.quantize.base import QuantizedResult
 from foley.quantize.kmeans import kmeans
 from foley.util import distributed
 
-
-@dataclass
-class QuantizedResult:
-    quantized: torch.Tensor  # (B, D, H, W) straight-through sum of the chosen vectors
-    codes: torch.Tensor  # (B, L, H, W) code index per level
-    commitment: torch.Tensor  # scalar: sum over levels of mean((q_l.detach() - r_l) ** 2)
+if TYPE_CHECKING:
+    from foley.config import QuantizerConfig
 
 
 class EMACodebook(nn.Module):
@@ -116,6 +113,16 @@ class ResidualQuantizer(nn.Module):
         self.levels = nn.ModuleList(
             EMACodebook(dim, size, decay, init=init, dead_code_threshold=dead_code_threshold) for _ in range(levels)
         )
+
+    @classmethod
+    def from_config(cls, dim: int, section: QuantizerConfig) -> ResidualQuantizer:
+        """VQ (one level) or RVQ from `autoencoder.quantizer` (types vq and rvq)."""
+        return cls(dim, section.levels, section.codebook_size, section.decay, init=section.init,
+                   dead_code_threshold=section.dead_code_threshold, dropout=section.dropout)
+
+    @property
+    def level_count(self) -> int:
+        return len(self.levels)
 
     def forward(self, z: torch.Tensor, levels: int | None = None) -> QuantizedResult:
         """Quantise z (B, D, H, W) with the first `levels` levels, in float32. By default all levels,

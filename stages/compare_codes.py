@@ -13,6 +13,7 @@ from pathlib import Path
 
 from foley.evaluate.code_tables import CODE_COLUMNS, code_columns, floor_fads_by_levels
 from foley.stages.manifest import stage_details
+from foley.stages.pipeline import artifact
 
 CODES_STEM = "codes_comparison"
 TITLES = {
@@ -32,7 +33,7 @@ def run_folder(source: Path) -> Path | None:
 
 
 def _floor_means(run: Path) -> dict[str, float]:
-    path = run / "evaluate" / "floors.csv"
+    path = artifact(run, "evaluate", "floors.csv", finished=False)
     if not path.is_file():
         return {}
     with open(path, newline="") as handle:
@@ -41,7 +42,7 @@ def _floor_means(run: Path) -> dict[str, float]:
 
 def read_code_columns(source: Path) -> dict[str, str]:
     run = run_folder(source)
-    details = stage_details(run, "extract_codes") if run is not None else {}
+    details = stage_details(artifact(run, "extract_codes", finished=False)) if run is not None else {}
     return code_columns(details, floor_fads_by_levels(_floor_means(run) if run else {}, details.get("levels", 0)))
 
 

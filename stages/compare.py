@@ -5,7 +5,7 @@ interval when the run computed one. Runs whose FADs were made with a different e
 or reference (content id) are refused: their numbers are not on one scale.
 Writes fad_comparison.md, fad_comparison.csv and fad_comparison.png (grouped bars, Agg backend),
 and codes_comparison.csv: per run, its codes' bitrate, entropy, perplexity, unused codes,
-reconstruction error and floors (foley.stages.commands.compare_codes), also the markdown's last section.
+reconstruction error and floors (foley.stages.compare_codes), also the markdown's last section.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from foley.stages.commands.compare_codes import CODES_STEM, codes_rows, render_codes_markdown
-from foley.stages.context import write_csv
-from foley.util.atomic import atomic_path, write_text_atomic
+from foley.stages.compare_codes import CODES_STEM, codes_rows, render_codes_markdown
+from foley.stages.pipeline import artifact
+from foley.util.atomic import atomic_path, write_csv, write_text_atomic
 from foley.util.errors import RunError
 
 STEM = "fad_comparison"
@@ -40,7 +40,7 @@ class RunFAD:
 
 def fad_csv_path(source: Path) -> Path:
     """A run folder's evaluate/fad.csv, or source itself when it is a CSV file."""
-    path = source if source.is_file() else source / "evaluate" / "fad.csv"
+    path = source if source.is_file() else artifact(source, "evaluate", "fad.csv", finished=False)
     if not path.is_file():
         raise RunError(f"'{source}' has no FAD table (expected {path}); run `foley run --stages evaluate` there first")
     return path
