@@ -82,3 +82,28 @@ def test_state_round_trips_and_bad_weights_are_refused():
     assert second.update({"a": 3.0}) == first.update({"a": 3.0})
     with pytest.raises(ValueError, match="positive sum"):
         LossBalancer({"a": 0.0})
+
+
+def test_autoencoder_task_backpropagates_the_balanced_output_gradient_plus_the_plain_commitment():
+    import copy
+
+    from foley.config import load_config
+    from foley.models.autoencoder import Autoencoder
+    from foley.quantize.ema import ResidualQuantizer
+    from foley.train.tasks import AutoencoderTask
+
+    loss = load_config("quick", ["autoencoder.loss.balancer=true", "autoencoder.loss.balancer_total_norm=3.0"]).autoencoder.loss
+    torch.manual_seed(0)
+    model = Autoencoder((16, 32), [(2, 2)], ResidualQuantizer(4, 1, 8), channel=8, n_res_block=1, n_res_channel=4)
+    reference = copy.deepcopy(model).train()
+    task = AutoencoderTask(model, 0.25, 0.0, torch.device("cpu"), loss=loss)
+    mel = torch.randn(3, 16, 32)
+    logged = task.train_step((mel,), BatchShare(0, 3, 3))
+    recon, result = reference(mel)
+    mse = F.mse_loss(recon, mel)
+    output_gradient = torch.autograd.grad(mse, recon, retain_graph=True)[0]
+    scale = 3.0 / clip_norm_mean(output_gradient)  # first step: the EMA is this step's norm
+    assert logged["balancer/scale_mse"] == pytest.approx(scale, rel=1e-5)
+    torch.autograd.backward([recon, 0.25 * result.commitment], [scale * output_gradient, torch.ones(())])
+    for (name, got), (_, want) in zip(model.named_parameters(), reference.named_parameters()):
+        torch.testing.assert_close(got.grad, want.grad, rtol=1e-4, atol=1e-7, msg=name)

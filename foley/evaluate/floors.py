@@ -24,7 +24,7 @@ LEVEL_FLOOR = "reconstruction_{}"  # the reconstruction floor decoded with the f
 def level_floors(autoencoder: Autoencoder) -> dict[str, int]:
     """Floor name -> levels decoded, for the first k = 1..L-1 levels of an autoencoder trained with
     quantizer dropout (none otherwise: its levels were never trained to decode alone)."""
-    if autoencoder.quantizer.dropout == 0:
+    if getattr(autoencoder.quantizer, "dropout", 0.0) == 0:
         return {}
     return {LEVEL_FLOOR.format(k): k for k in range(1, autoencoder.levels)}
 
