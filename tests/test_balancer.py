@@ -1,11 +1,17 @@
 """EnCodec's loss balancer, checked against its definition written out here from the description."""
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
 
+from foley.config import load_config
+from foley.models.autoencoder import Autoencoder
+from foley.quantize.ema import ResidualQuantizer
 from foley.train.balancer import LossBalancer
 from foley.train.batches import BatchShare
+from foley.train.tasks import AutoencoderTask
 
 
 def clip_norm_mean(gradient):
@@ -85,13 +91,6 @@ def test_state_round_trips_and_bad_weights_are_refused():
 
 
 def test_autoencoder_task_backpropagates_the_balanced_output_gradient_plus_the_plain_commitment():
-    import copy
-
-    from foley.config import load_config
-    from foley.models.autoencoder import Autoencoder
-    from foley.quantize.ema import ResidualQuantizer
-    from foley.train.tasks import AutoencoderTask
-
     loss = load_config("quick", ["autoencoder.loss.balancer=true", "autoencoder.loss.balancer_total_norm=3.0"]).autoencoder.loss
     torch.manual_seed(0)
     model = Autoencoder((16, 32), [(2, 2)], ResidualQuantizer(4, 1, 8), channel=8, n_res_block=1, n_res_channel=4)
