@@ -11,6 +11,7 @@ reconstruction error and floors (foley.stages.compare_codes), also the markdown'
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -166,8 +167,11 @@ def plot_bars(runs: list[RunFAD], path: Path) -> None:
     plt.close(fig)
 
 
-def compare_runs(sources: list[Path], out_dir: Path, labels: list[str] | None = None) -> list[Path]:
-    """Write the table (markdown and CSV) and the bar chart for the runs; returns the files written."""
+def compare_runs(sources: Sequence[str | Path], out_dir: str | Path, labels: Sequence[str] | None = None) -> list[Path]:
+    """Write the table (markdown and CSV) and the bar chart for the runs (run folders or fad.csv files)
+    into `out_dir`; returns the files written."""
+    sources, out_dir = [Path(s) for s in sources], Path(out_dir)
+    labels = list(labels) if labels is not None else None
     if len(sources) < 1:
         raise RunError("give at least one run folder")
     names = run_labels(sources, labels)

@@ -114,3 +114,9 @@ def test_codec_options_are_off_in_the_builtin_configs(name):
     assert config.autoencoder.quantizer.dropout == 0.0 and config.autoencoder.quantizer.init in ("random", "data")
     loss = config.autoencoder.loss
     assert (loss.mel_bands, loss.band_weights, loss.balancer) == (1, (), False) and config.sample.levels == 0
+
+
+def test_the_toy_config_is_the_tests_toy_run():
+    from conftest import TOY
+
+    assert load_config("toy").replace(name="quick") == load_config("quick", TOY)
