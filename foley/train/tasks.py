@@ -107,7 +107,7 @@ class AutoencoderTask(AdamTask):
             return super().train_step(batch, share)
         self.network.train()
         mel = batch[0].to(self.device, non_blocking=True)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+        with autocast(self.device, self.amp):
             recon, result = self.network(mel)
         self._count(result.codes)
         output = recon.float()
