@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from foley.audio.clips import log_mel
+from foley.audio.mel import log_mel
 from foley.config import load_config
 from foley.data.synth import RECIPES, clip_seed, render_clip, write_synthetic_set
 from foley.util.errors import DataError

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from foley.audio.clips import LOG_CLAMP
+from foley.audio.mel import LOG_CLAMP
 from foley.quantize.ema import QuantizedResult, ResidualQuantizer
 from foley.util import shapes
 

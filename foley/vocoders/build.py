@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from foley.audio.clips import mel_basis
+from foley.audio.mel import mel_basis
 from foley.config import Config, GriffinLimConfig, MelConfig
 from foley.models.hifigan import HiFiGANConfig, HiFiGANVocoder, load_generator
 from foley.util.errors import CheckpointError, ConfigError
