@@ -53,7 +53,7 @@ def preflight(config: Config) -> None:
         raise CheckpointError(missing_weights_message(settings.vggish_weights))
     if settings.reference is not None and not Path(settings.reference).exists():
         raise DataError(f"config key 'evaluate.reference': '{settings.reference}' does not exist (give an .npz, "
-                        "a folder of <class>/gt_embedding.pkl, or a folder of <class>/*.wav)")
+                        "a folder of <class>/gt_embedding.pkl, or a folder of <class>/<audio files>)")
     if settings.reference is None and config.data.root is not None and config.data.reference is None:
         raise ConfigError("evaluate has no reference: set data.reference (--reference) to real clips, "
                           "or evaluate.reference to statistics or clips")

@@ -152,7 +152,7 @@ def load_reference(
     relax_checks: bool = False,
     options: EmbedOptions = EmbedOptions(),
 ) -> ReferenceStats:
-    """Reference statistics from an .npz, a folder of <class>/gt_embedding.pkl, or a folder of <class>/*.wav.
+    """Reference statistics from an .npz, a folder of <class>/gt_embedding.pkl, or a folder of <class>/<audio files>.
 
     Clips need the embedder and protocol, and are embedded with options.
     """

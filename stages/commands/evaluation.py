@@ -18,9 +18,10 @@ log = logging.getLogger("foley")
 
 def add_eval_commands(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     fad = commands.add_parser("fad", parents=[common], help="per-class FAD of a folder of clips against a reference")
-    fad.add_argument("generated_dir", type=Path, help="folder of <class>/*.wav")
+    fad.add_argument("generated_dir", type=Path, help="folder of <class>/<audio files>")
     fad.add_argument("--reference", type=Path, required=True,
-                     help="folder of <class>/*.wav, statistics .npz, or folder of <class>/gt_embedding.pkl (the official evaluator's data/eval)")
+                     help="folder of <class>/<audio files>, statistics .npz, "
+                          "or folder of <class>/gt_embedding.pkl (the official evaluator's data/eval)")
     fad.add_argument("--protocol", choices=FAD_PROTOCOLS, required=True, help="dcase2023 (the official evaluator) or standard (16 kHz, 0.96 s)")
     fad.add_argument("--embedder", choices=EMBEDDERS, required=True, help="vggish (needs --vggish-weights) or builtin (weight-free; not comparable with VGGish numbers)")
     add_weights_argument(fad)
@@ -53,9 +54,9 @@ def check_weights(path: Path | None, required: bool) -> None:
 
 def cmd_fad(args: argparse.Namespace) -> int:
     if not args.generated_dir.is_dir():
-        raise DataError(f"'{args.generated_dir}' is not a folder (expected {args.generated_dir}/<class>/*.wav)")
+        raise DataError(f"'{args.generated_dir}' is not a folder (expected {args.generated_dir}/<class>/<audio files>)")
     if not args.reference.exists():
-        raise DataError(f"reference '{args.reference}' does not exist (give a folder of <class>/*.wav, an .npz, "
+        raise DataError(f"reference '{args.reference}' does not exist (give a folder of <class>/<audio files>, an .npz, "
                         "or a folder of <class>/gt_embedding.pkl)")
     check_weights(args.vggish_weights, required=args.embedder == "vggish")
     if args.bootstrap == 1 or args.bootstrap < 0 or args.batch_size < 1:
