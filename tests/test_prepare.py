@@ -3,6 +3,8 @@
 import csv
 import json
 import logging
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 import pytest
@@ -13,7 +15,10 @@ from test_formats import FORMATS, encoded, tone
 from foley.audio.clips import read_clip
 from foley.audio.mel import log_mel
 from foley.config import load_config
+from foley.data import ingest
+from foley.data.layout import Entry
 from foley.stages.commands.cli import main
+from foley.util.errors import DataError
 from foley.vocoders.hifigan_task import ClipDataset
 from foley.vocoders.hifigan_training import peak_normalize
 
@@ -186,3 +191,10 @@ def test_a_class_left_without_clips_and_too_many_rejections_fail_clearly(tmp_pat
     sf.write(dev / "Keyboard" / "k.wav", np.zeros(100), SR)
     code, _ = prepare(tmp_path / "run2", dev, reference)
     assert code == 2 and "1 of 14 audio files (7%) are unusable, above data.max_rejected_fraction" in capsys.readouterr().err
+
+
+def test_a_decoding_process_that_dies_is_a_clear_data_error(tmp_path):
+    future = Future()
+    future.set_exception(BrokenProcessPool("killed"))
+    with pytest.raises(DataError, match="a decoding process died .* up to '.*a.wav'; run with --set data.num_workers=0"):
+        ingest._result(Entry(tmp_path / "a.wav", 0, "train"), future)

@@ -12,13 +12,14 @@ import hashlib
 import multiprocessing
 from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
 from foley.audio.clips import Clip, ClipPolicy, cut_clips, read_recording
 from foley.data.layout import Entry
-from foley.util.errors import AudioError
+from foley.util.errors import AudioError, DataError
 
 IN_FLIGHT_PER_WORKER = 4
 DIGEST_BLOCK = 1 << 20
@@ -63,12 +64,23 @@ def ingest_all(entries: Sequence[Entry], policy: ClipPolicy, workers: int) -> It
             yield entry, ingest(entry.path, policy)
         return
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        window: deque = deque()
-        for entry in entries:
-            window.append((entry, pool.submit(ingest, entry.path, policy)))
-            if len(window) >= workers * IN_FLIGHT_PER_WORKER:
-                done, future = window.popleft()
-                yield done, future.result()
-        while window:
-            done, future = window.popleft()
-            yield done, future.result()
+        try:
+            window: deque = deque()
+            for entry in entries:
+                window.append((entry, pool.submit(ingest, entry.path, policy)))
+                if len(window) >= workers * IN_FLIGHT_PER_WORKER:
+                    yield _result(*window.popleft())
+            while window:
+                yield _result(*window.popleft())
+        finally:
+            pool.shutdown(cancel_futures=True)
+
+
+def _result(entry: Entry, future: Future) -> tuple[Entry, Used | Rejected]:
+    try:
+        return entry, future.result()
+    except BrokenProcessPool:
+        raise DataError(
+            f"prepare: a decoding process died (crashed or was killed, e.g. out of memory) while reading files up to "
+            f"'{entry.path}'; run with --set data.num_workers=0 to see which file it was"
+        ) from None
