@@ -76,10 +76,13 @@ def build_mel_cache(
     out_path: Path,
     device: torch.device,
     workers: int = 0,
-    batch_size: int = 64,
+    batch_size: int = 16,
     progress: bool = True,
 ) -> CacheResult:
-    """Write the mels (clips, n_mels, frames) float32 of every usable clip to out_path, atomically."""
+    """Write the mels (clips, n_mels, frames) float32 of every usable clip to out_path, atomically.
+
+    batch_size clips per log-mel call: the STFT's transient memory grows with it (~5 MB per 4 s clip).
+    """
     frames = shapes.mel_frames(policy.clip_samples, mel.n_fft, mel.hop_length)
     result, first_seen = CacheResult(), {}
     with npy_rows_atomic(out_path, (mel.n_mels, frames)) as store:
