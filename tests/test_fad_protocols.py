@@ -56,6 +56,8 @@ def test_dcase2023_reads_int16_values_without_resampling(tmp_path):
     samples = read_samples(tmp_path / "a.wav", DCASE2023)
     assert samples.dtype == np.float64 and samples.shape == (88200,)
     np.testing.assert_array_equal(samples, values.astype(np.float64))
+    sf.write(tmp_path / "a.flac", values, 22050, subtype="PCM_16", format="FLAC")  # relaxed checks: other formats
+    np.testing.assert_array_equal(read_samples(tmp_path / "a.flac", DCASE2023), samples)
     audio = np.random.default_rng(2).uniform(-0.9, 0.9, 88200)
     write_wav(tmp_path / "b.wav", audio, 22050)
     from_array = read_samples(ClipArray(audio, 22050), DCASE2023)
