@@ -1,8 +1,7 @@
 """evaluate: per-class FAD of the generated clips, and of the quality floors, against the reference.
 
 The embedder, protocol and reference come from the config's evaluate section (reference null: the
-real reference files prepare used, from data.reference or the synthetic held-out set; files it
-rejected or skipped are left out). Writes fad.csv (per class
+clips prepare made of data.reference or the synthetic held-out set, prepare/reference/). Writes fad.csv (per class
 and mean; CIs and FAD-inf when enabled), fad_matrix.csv (generated class x reference class),
 floors.csv with floors/<vocoder|reconstruction>/<class>/NNNN.wav (real clips through the run's
 vocoder, and through its autoencoder and vocoder), and report.md. Embeddings and statistics are
@@ -23,14 +22,7 @@ from foley.evaluate.embedders import build_embedder, describe_embedder
 from foley.evaluate.embedding import Embedder, EmbedOptions
 from foley.evaluate.floors import FLOORS, floor_audio
 from foley.evaluate.protocols import Protocol, class_files, enforce_inputs, get_protocol
-from foley.evaluate.reference import (
-    ReferenceStats,
-    files_digest,
-    load_reference,
-    reference_digest,
-    reference_from_files,
-    require_compatible,
-)
+from foley.evaluate.reference import ReferenceStats, load_reference, reference_digest, require_compatible
 from foley.evaluate.scores import ExtraStatistics, SetScores, score_clips
 from foley.evaluate.tables import FAD_FIELDS, FLOOR_FIELDS, Provenance, fad_rows, render_report
 from foley.models.vggish_weights import missing_weights_message
@@ -99,29 +91,15 @@ def run(config: Config, ctx: StageContext) -> dict:
 def _reference(config: Config, ctx: StageContext, embedder: Embedder, protocol: Protocol,
                options: EmbedOptions) -> tuple[ReferenceStats, Provenance]:
     settings = config.evaluate
+    source = settings.reference or stage_details(ctx.run_dir, "prepare").get("reference_clips")
+    if source is None:
+        raise ConfigError("evaluate has no reference: set data.reference (--reference) or evaluate.reference")
     names = config.data.eval_class_names
-    if settings.reference is not None:
-        reference = load_reference(settings.reference, names, embedder, protocol, settings.relax_checks, options)
-        digest = reference_digest(settings.reference, names)
-    else:
-        folder = stage_details(ctx.run_dir, "prepare").get("reference_dir")
-        if folder is None:
-            raise ConfigError("evaluate has no reference: set data.reference (--reference) or evaluate.reference")
-        files = _prepared_reference_files(ctx, names)
-        reference = reference_from_files(files, embedder, protocol, f"clips in {folder}", settings.relax_checks, options)
-        digest = files_digest(files)
+    reference = load_reference(source, names, embedder, protocol, settings.relax_checks, options)
     require_compatible(reference, protocol, embedder)
-    provenance = Provenance(embedder.name, describe_embedder(embedder), protocol.name, reference.source, digest)
+    provenance = Provenance(embedder.name, describe_embedder(embedder), protocol.name, reference.source,
+                            reference_digest(source, names))
     return reference, provenance
-
-
-def _prepared_reference_files(ctx: StageContext, names: tuple[str, ...]) -> dict[str, list[Path]]:
-    """The reference files prepare used, per class, in index order (each once, however many clips it gave)."""
-    files: dict[str, dict[Path, None]] = {name: {} for name in names}
-    for row in read_index(ctx):
-        if row["split"] == "reference":
-            files[row["class_name"]][Path(row["path"])] = None
-    return {name: list(paths) for name, paths in files.items()}
 
 
 def _floors(config: Config, ctx: StageContext, embedder: Embedder, protocol: Protocol, reference: ReferenceStats,

@@ -5,17 +5,20 @@ stage's folder) and the evaluation-layout reference folder. Every entry of a cla
 exactly one of: index.csv (one row per clip: mel row, source path, offset, class, split,
 conversions, notes such as clipping), rejected.csv (audio that cannot be used: unreadable,
 truncated, empty, non-finite, silent; with the reason) or skipped.csv (hidden files, sub-folders,
-files that are not audio, exact duplicates; with the reason). Writes mels.npy for the clips.
+files that are not audio, exact duplicates; with the reason). Writes mels.npy for the clips, and
+reference/<class>/<row>.wav: the reference clips as evaluate scores against them.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
+import math
 from collections import Counter
 from pathlib import Path
 
-from foley.audio.clips import ClipPolicy
+from foley.audio.clips import ClipPolicy, fit_length, is_clip_file, read_recording, write_wav
 from foley.audio.resampling import CLIP_RESAMPLER
 from foley.config import Config
 from foley.data.layout import Entry, Excluded, FolderScan, hold_out_validation, scan_folder
@@ -23,12 +26,14 @@ from foley.data.mel_cache import CacheResult, Prepared, build_mel_cache
 from foley.data.synth import write_synthetic_set
 from foley.stages.context import INDEX_FIELDS, StageContext, write_csv
 from foley.stages.manifest import update_fingerprint
+from foley.util.atomic import write_bytes_atomic
 from foley.util.errors import DataError
 
 NAME = "prepare"
 SECTIONS = ("data", "audio", "mel")
 UPSTREAM: tuple[str, ...] = ()
 EXCLUDED_FIELDS = ("path", "class_id", "split", "reason")
+REFERENCE_CLIPS = "reference"
 log = logging.getLogger(__name__)
 
 
@@ -62,12 +67,14 @@ def run(config: Config, ctx: StageContext) -> dict:
                              workers=data.num_workers, progress=ctx.progress)
     skipped = [s for scan in scans for s in scan.skipped] + result.duplicates
     _write_tables(out, result, skipped, data)
+    reference_clips = _write_reference_clips(out, result.prepared, config) if reference_dir is not None else None
     log.info(_summary(len(entries) + len(skipped) - len(result.duplicates), result, skipped, out))
     _check_rejections(result, data.max_rejected_fraction, out)
     _check_every_class_used(result, scans, out)
     return {
         "dev_dir": str(dev_dir),
         "reference_dir": str(reference_dir) if reference_dir else None,
+        "reference_clips": str(reference_clips) if reference_clips else None,
         "files": {"used": result.files_used, "rejected": len(result.rejected), "skipped": len(skipped)},
         "clips": {s: sum(1 for p in result.prepared if p.entry.split == s) for s in ("train", "val", "reference")},
         "converted": sum(1 for p in result.prepared if p.conversions),
@@ -104,6 +111,30 @@ def _data_folders(config: Config, out: Path, progress: bool) -> tuple[Path, Path
         progress=progress,
     )
     return synthetic.dev_dir, Path(data.reference) if data.reference else synthetic.eval_dir
+
+
+def _write_reference_clips(out: Path, prepared: list[Prepared], config: Config) -> Path:
+    """reference/<class>/<row>.wav: the reference clips as the FAD reference. A file that already is a
+    clip (16-bit mono WAV at the clip rate and length) is copied byte for byte; the others are written
+    as 16-bit WAV from the clip prepare cut (each source decoded once)."""
+    folder, audio = out / REFERENCE_CLIPS, config.audio
+    for name in config.data.eval_class_names:
+        (folder / name).mkdir(parents=True, exist_ok=True)
+    clips = [p for p in prepared if p.entry.split == "reference"]
+    for path, group in itertools.groupby(clips, key=lambda p: p.entry.path):
+        group = list(group)
+        if len(group) == 1 and group[0].offset == 0 and is_clip_file(path, audio.sample_rate, audio.clip_samples):
+            write_bytes_atomic(_reference_path(folder, group[0], config), path.read_bytes())
+            continue
+        recording = read_recording(path, ClipPolicy(audio.sample_rate, audio.clip_samples, silence_db=-math.inf))
+        for clip in group:
+            samples, _ = fit_length(recording.audio[clip.offset : clip.offset + audio.clip_samples], audio.clip_samples)
+            write_wav(_reference_path(folder, clip, config), samples, audio.sample_rate)
+    return folder
+
+
+def _reference_path(folder: Path, clip: Prepared, config: Config) -> Path:
+    return folder / config.data.eval_class_names[clip.entry.class_id] / f"{clip.row:05d}.wav"
 
 
 def _class_names(entry: Entry, data) -> tuple[str, ...]:

@@ -5,6 +5,7 @@ import json
 import logging
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ import soundfile as sf
 import torch
 from test_formats import FORMATS, encoded, tone
 
-from foley.audio.clips import read_clip
+from foley.audio.clips import read_clip, to_pcm16
 from foley.audio.mel import log_mel
 from foley.config import load_config
 from foley.data import ingest
@@ -170,6 +171,13 @@ def test_split_cuts_clips_with_offsets_and_keeps_each_source_on_one_side(tmp_pat
     skipped = {r["path"]: r["reason"] for r in rows(out, "skipped.csv")}
     assert skipped[str(dev / "Rain" / "shared_copy.wav")].startswith("duplicate: the same bytes as ")
 
+    shared = by_path[str(reference / "rain" / "shared.wav")]  # 10 s: 2 clips, and one ending at the end
+    assert [int(r["offset"]) for r in shared] == [0, CLIP, 10 * SR - CLIP]
+    written = [out / "reference" / "rain" / f"{int(r['row']):05d}.wav" for r in shared]
+    assert set(written) < set((out / "reference" / "rain").iterdir())  # beside plain.wav's clip
+    source, _ = sf.read(reference / "rain" / "shared.wav", dtype="int16")
+    np.testing.assert_array_equal(sf.read(written[2], dtype="int16")[0], source[-CLIP:])
+
     mels = np.load(out / "mels.npy", mmap_mode="r")
     source, _ = sf.read(dev / "Rain" / "gap.wav", dtype="float32")
     dataset = ClipDataset([r["path"] for r in gap], SR, CLIP, [int(r["offset"]) for r in gap])
@@ -180,6 +188,25 @@ def test_split_cuts_clips_with_offsets_and_keeps_each_source_on_one_side(tmp_pat
         np.testing.assert_array_equal(clip, source[offset : offset + CLIP])
         torch.testing.assert_close(torch.from_numpy(np.array(mels[row])), log_mel(torch.from_numpy(clip), mel, SR))
         torch.testing.assert_close(dataset[k], peak_normalize(torch.from_numpy(clip)))
+
+
+def test_reference_clips_are_the_clips_copied_or_converted(tmp_path):
+    dev, reference = layout(tmp_path / "dev", DEV), layout(tmp_path / "eval", EVAL, seed=20)
+    sf.write(reference / "gunshot" / "exact.wav", noise(4.0, 60), SR, subtype="PCM_16")
+    sf.write(reference / "gunshot" / "wide.flac", np.stack([noise(6.0, 61), noise(6.0, 62)], 1), 44100, format="FLAC")
+    code, out = prepare(tmp_path / "run", dev, reference)
+    assert code == 0
+    clips = {Path(r["path"]).name: out / "reference" / "gunshot" / f"{int(r['row']):05d}.wav"
+             for r in rows(out, "index.csv") if r["class_name"] == "gunshot"}
+    assert clips["exact.wav"].read_bytes() == (reference / "gunshot" / "exact.wav").read_bytes()
+    for name in ("plain.wav", "wide.flac"):
+        info = sf.info(clips[name])
+        assert (info.format, info.subtype, info.channels, info.samplerate, info.frames) == ("WAV", "PCM_16", 1, SR, CLIP)
+    expected = read_clip(reference / "gunshot" / "wide.flac", SR, CLIP).audio
+    np.testing.assert_array_equal(sf.read(clips["wide.flac"], dtype="int16")[0], to_pcm16(expected))
+    assert len(list((out / "reference").rglob("*.wav"))) == 9
+    details = json.loads((out / "manifest.json").read_text())["details"]
+    assert details["reference_clips"] == str(out / "reference")
 
 
 def test_a_class_left_without_clips_and_too_many_rejections_fail_clearly(tmp_path, capsys):

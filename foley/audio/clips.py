@@ -134,6 +134,16 @@ def read_clip(path: str | Path, sample_rate: int, num_samples: int, offset: int 
     return Clip(audio, recording.conversions + ((change,) if change else ()), offset)
 
 
+def is_clip_file(path: str | Path, sample_rate: int, num_samples: int) -> bool:
+    """Whether a file already is a clip as foley writes them: 16-bit PCM mono WAV, this rate and length."""
+    try:
+        info = sf.info(str(path))
+    except Exception:  # libsndfile reports unreadable files through its own error types
+        return False
+    return (info.format, info.subtype, info.channels, info.samplerate, info.frames) == (
+        "WAV", "PCM_16", 1, sample_rate, num_samples)
+
+
 def fit_length(audio: np.ndarray, num_samples: int) -> tuple[np.ndarray, str | None]:
     """Zero-pad or crop to num_samples; also returns the change made, if any."""
     n = audio.shape[-1]

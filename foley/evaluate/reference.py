@@ -14,7 +14,7 @@ cache_dir/stats/, keyed by protocol, embedder and the content hashes of the clip
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,25 +123,12 @@ def reference_from_folder(
     relax_checks: bool = False,
     options: EmbedOptions = EmbedOptions(),
 ) -> ReferenceStats:
-    """Statistics of the audio files of root/<class>/ per class; under dcase2023 the official input checks apply."""
-    return reference_from_files(class_files(root, class_names), embedder, protocol, f"clips in {root}", relax_checks,
-                                options)
-
-
-def reference_from_files(
-    files: Mapping[str, Sequence[Path]],
-    embedder: Embedder,
-    protocol: Protocol,
-    source: str,
-    relax_checks: bool = False,
-    options: EmbedOptions | None = None,
-) -> ReferenceStats:
-    """Statistics of the given clip files per class, named by source; under dcase2023 the official input checks apply."""
-    options = options or EmbedOptions()
+    """Statistics of root/<class>/<audio files> per class; under dcase2023 the official input checks apply."""
+    files = class_files(root, class_names)
     if protocol.official_checks:
         enforce_inputs(files, relax_checks)
     stats = {name: clips_stats(paths, embedder, protocol, options) for name, paths in files.items()}
-    return ReferenceStats(stats, protocol.name, embedder.name, source)
+    return ReferenceStats(stats, protocol.name, embedder.name, f"clips in {root}")
 
 
 def load_reference(
@@ -179,13 +166,6 @@ def reference_digest(source: str | Path, class_names: Sequence[str]) -> str:
         for name in class_names:
             digest.update(name.encode() + b"\0" + (source / name / OFFICIAL_FILE).read_bytes())
     else:
-        return files_digest(class_files(source, class_names))
-    return digest.hexdigest()[:12]
-
-
-def files_digest(files: Mapping[str, Sequence[Path]]) -> str:
-    """A short hash of every class's clip contents (names and paths do not enter it)."""
-    digest = hashlib.sha256()
-    for name, paths in files.items():
-        digest.update("\n".join([name, *sorted(content_keys(paths))]).encode() + b"\0")
+        for name, files in class_files(source, class_names).items():
+            digest.update("\n".join([name, *sorted(content_keys(files))]).encode() + b"\0")
     return digest.hexdigest()[:12]
