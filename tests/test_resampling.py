@@ -1,5 +1,6 @@
 """The clip policy's soxr resampler and the standard FAD protocol's fadtk (torchaudio kaiser_best) resampler."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -8,7 +9,7 @@ import soundfile as sf
 import soxr
 
 from foley.audio.clips import ClipPolicy, read_recording
-from foley.audio.resampling import CLIP_RESAMPLER, kaiser_best, resample
+from foley.audio.resampling import CLIP_RESAMPLER, FAD_RESAMPLER, kaiser_best, resample
 from foley.evaluate.protocols import STANDARD, read_samples
 
 # torchaudio 2.11 functional.resample(x, a, b, lowpass_filter_width=64, rolloff=0.9475937167399596,
@@ -90,3 +91,8 @@ def test_both_resamplers_keep_a_tone_and_cut_above_the_new_nyquist():
         assert abs(np.argmax(spectrum) * 16000 / len(kept) - 1000) < 2
         alias = run(np.sin(2 * np.pi * 12000 * t).astype(np.float32))  # above 8 kHz: must not fold to 4 kHz
         assert np.sqrt(np.mean(alias[500:-500] ** 2)) < 1e-3
+
+
+def test_the_protocol_key_names_the_resampler_so_caches_never_mix_them():
+    assert STANDARD.resampler == FAD_RESAMPLER and "kaiser" in FAD_RESAMPLER
+    assert dataclasses.replace(STANDARD, resampler="soxr HQ").key != STANDARD.key

@@ -38,7 +38,7 @@ from scipy.io import wavfile
 from foley.audio.clips import to_pcm16
 from foley.audio.formats import container_of, list_folder
 from foley.audio.integrity import check_complete
-from foley.audio.resampling import kaiser_best
+from foley.audio.resampling import FAD_RESAMPLER, kaiser_best
 from foley.models.vggish_input import EXAMPLE_HOP_SAMPLES, EXAMPLE_SAMPLES
 from foley.util.errors import AudioError, ConfigError, DataError
 
@@ -76,7 +76,7 @@ class Protocol:
     sample_rate: int
     window: int
     step: int
-    resample: bool  # resample clips to sample_rate (False: feed the samples as they are)
+    resampler: str | None  # how clips are resampled to sample_rate (None: the samples are fed as they are)
     pcm_values: bool  # 16-bit PCM as integer values (True) or as floats in [-1, 1]
     peak_normalise: bool
     pad_short: bool  # zero-pad a clip shorter than one window (False: it gives no window)
@@ -90,11 +90,11 @@ class Protocol:
 
 
 DCASE2023 = Protocol(
-    name="dcase2023", sample_rate=16000, window=16000, step=8000, resample=False, pcm_values=True,
+    name="dcase2023", sample_rate=16000, window=16000, step=8000, resampler=None, pcm_values=True,
     peak_normalise=True, pad_short=False, official_checks=True,
 )
 STANDARD = Protocol(
-    name="standard", sample_rate=16000, window=EXAMPLE_SAMPLES, step=EXAMPLE_HOP_SAMPLES, resample=True,
+    name="standard", sample_rate=16000, window=EXAMPLE_SAMPLES, step=EXAMPLE_HOP_SAMPLES, resampler=FAD_RESAMPLER,
     pcm_values=False, peak_normalise=False, pad_short=True, official_checks=False,
 )
 PROTOCOLS = {p.name: p for p in (DCASE2023, STANDARD)}
@@ -150,7 +150,7 @@ def read_samples(source: ClipSource, protocol: Protocol, data: bytes | None = No
     else:
         samples, rate = _read_file(Path(source).read_bytes() if data is None else data, protocol)
     samples = _mono(np.asarray(samples, dtype=np.float64))
-    if protocol.resample and rate != protocol.sample_rate:
+    if protocol.resampler is not None and rate != protocol.sample_rate:
         samples = kaiser_best(samples, rate, protocol.sample_rate)
     return samples
 

@@ -108,7 +108,7 @@ def cmd_bench_fad(args: argparse.Namespace) -> int:
     protocol = get_protocol(args.protocol)
     random_weights = args.embedder == "vggish" and args.vggish_weights is None
     embedder = random_vggish(device) if random_weights else build_embedder(args.embedder, args.vggish_weights, device)
-    clip_rate = 22050 if not protocol.resample else protocol.sample_rate
+    clip_rate = 22050 if protocol.resampler is None else protocol.sample_rate
     per_clip = clip_windows(np.ones(CLIP_SECONDS * clip_rate), protocol).shape[0]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"embedder {embedder.name}{' (random weights: speed only, embeddings meaningless)' if random_weights else ''}, "
