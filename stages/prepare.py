@@ -24,14 +24,12 @@ from foley.config import Config
 from foley.data.layout import Entry, Excluded, FolderScan, hold_out_validation, scan_folder
 from foley.data.mel_cache import CacheResult, Prepared, build_mel_cache
 from foley.data.synth import write_synthetic_set
-from foley.stages.context import INDEX_FIELDS, StageContext, write_csv
+from foley.stages.context import INDEX_FIELDS, StageContext
 from foley.stages.manifest import update_fingerprint
-from foley.util.atomic import write_bytes_atomic
+from foley.stages.stage import Stage
+from foley.util.atomic import write_bytes_atomic, write_csv
 from foley.util.errors import DataError
 
-NAME = "prepare"
-SECTIONS = ("data", "audio", "mel")
-UPSTREAM: tuple[str, ...] = ()
 EXCLUDED_FIELDS = ("path", "class_id", "split", "reason")
 REFERENCE_CLIPS = "reference"
 log = logging.getLogger(__name__)
@@ -55,7 +53,7 @@ def clip_policy(config: Config) -> ClipPolicy:
 
 
 def run(config: Config, ctx: StageContext) -> dict:
-    out = ctx.dir(NAME)
+    out = ctx.out
     dev_dir, reference_dir = _data_folders(config, out, ctx.progress)
     data = config.data
     scans = [_scan(dev_dir, data.class_names, "train")]
@@ -67,14 +65,13 @@ def run(config: Config, ctx: StageContext) -> dict:
                              workers=data.num_workers, progress=ctx.progress)
     skipped = [s for scan in scans for s in scan.skipped] + result.duplicates
     _write_tables(out, result, skipped, data)
-    reference_clips = _write_reference_clips(out, result.prepared, config) if reference_dir is not None else None
+    _write_reference_clips(out, result.prepared, config)
     log.info(_summary(len(entries) + len(skipped) - len(result.duplicates), result, skipped, out))
     _check_rejections(result, data.max_rejected_fraction, out)
     _check_every_class_used(result, scans, out)
     return {
         "dev_dir": str(dev_dir),
         "reference_dir": str(reference_dir) if reference_dir else None,
-        "reference_clips": str(reference_clips) if reference_clips else None,
         "files": {"used": result.files_used, "rejected": len(result.rejected), "skipped": len(skipped)},
         "clips": {s: sum(1 for p in result.prepared if p.entry.split == s) for s in ("train", "val", "reference")},
         "converted": sum(1 for p in result.prepared if p.conversions),
@@ -113,10 +110,10 @@ def _data_folders(config: Config, out: Path, progress: bool) -> tuple[Path, Path
     return synthetic.dev_dir, Path(data.reference) if data.reference else synthetic.eval_dir
 
 
-def _write_reference_clips(out: Path, prepared: list[Prepared], config: Config) -> Path:
-    """reference/<class>/<row>.wav: the reference clips as the FAD reference. A file that already is a
-    clip (16-bit mono WAV at the clip rate and length) is copied byte for byte; the others are written
-    as 16-bit WAV from the clip prepare cut (each source decoded once)."""
+def _write_reference_clips(out: Path, prepared: list[Prepared], config: Config) -> None:
+    """reference/<class>/<row>.wav: the reference clips as the FAD reference (empty folders without a
+    reference). A file that already is a clip (16-bit mono WAV at the clip rate and length) is copied
+    byte for byte; the others are written as 16-bit WAV from the clip prepare cut (each source decoded once)."""
     folder, audio = out / REFERENCE_CLIPS, config.audio
     for name in config.data.eval_class_names:
         (folder / name).mkdir(parents=True, exist_ok=True)
@@ -130,7 +127,6 @@ def _write_reference_clips(out: Path, prepared: list[Prepared], config: Config) 
         for clip in group:
             samples, _ = fit_length(recording.audio[clip.offset : clip.offset + audio.clip_samples], audio.clip_samples)
             write_wav(_reference_path(folder, clip, config), samples, audio.sample_rate)
-    return folder
 
 
 def _reference_path(folder: Path, clip: Prepared, config: Config) -> Path:
@@ -204,3 +200,13 @@ def _check_every_class_used(result: CacheResult, scans: list[FolderScan], out: P
                 f"prepare: class folder(s) {', '.join(empty)} of '{scan.root}' give no usable clip; see why in "
                 f"{out / 'rejected.csv'} and {out / 'skipped.csv'}"
             )
+
+
+STAGE = Stage(
+    name="prepare",
+    sections=("data", "audio", "mel", "seed"),
+    upstream=(),
+    outputs=("mels.npy", "index.csv", "rejected.csv", "skipped.csv", REFERENCE_CLIPS),
+    run=run,
+    external_inputs=external_inputs,
+)

@@ -205,8 +205,6 @@ def test_reference_clips_are_the_clips_copied_or_converted(tmp_path):
     expected = read_clip(reference / "gunshot" / "wide.flac", SR, CLIP).audio
     np.testing.assert_array_equal(sf.read(clips["wide.flac"], dtype="int16")[0], to_pcm16(expected))
     assert len(list((out / "reference").rglob("*.wav"))) == 9
-    details = json.loads((out / "manifest.json").read_text())["details"]
-    assert details["reference_clips"] == str(out / "reference")
 
 
 def test_a_class_left_without_clips_and_too_many_rejections_fail_clearly(tmp_path, capsys):

@@ -10,6 +10,7 @@ import soxr
 
 from foley.audio.clips import ClipPolicy, read_recording
 from foley.audio.resampling import CLIP_RESAMPLER, FAD_RESAMPLER, kaiser_best, resample
+from foley.evaluate.builtin_embedder import BuiltinEmbedder
 from foley.evaluate.protocols import STANDARD, read_samples
 
 # torchaudio 2.11 functional.resample(x, a, b, lowpass_filter_width=64, rolloff=0.9475937167399596,
@@ -68,8 +69,9 @@ def test_the_standard_protocol_reads_any_format_and_resamples_as_fadtk(tmp_path)
     path = tmp_path / "clip.FLAC"
     sf.write(path, audio, 44100, format="FLAC", subtype="PCM_24")
     decoded, _ = sf.read(path, dtype="float64")
-    np.testing.assert_array_equal(read_samples(path, STANDARD), kaiser_best(decoded.mean(axis=1), 44100, 16000))
-    assert read_samples(path, STANDARD).shape == (16000,)
+    framing = STANDARD.framing(BuiltinEmbedder())
+    np.testing.assert_array_equal(read_samples(path, framing), kaiser_best(decoded.mean(axis=1), 44100, 16000))
+    assert read_samples(path, framing).shape == (16000,)
 
 
 def test_the_clip_policy_resamples_with_soxr_hq(tmp_path):
@@ -93,6 +95,7 @@ def test_both_resamplers_keep_a_tone_and_cut_above_the_new_nyquist():
         assert np.sqrt(np.mean(alias[500:-500] ** 2)) < 1e-3
 
 
-def test_the_protocol_key_names_the_resampler_so_caches_never_mix_them():
+def test_the_framing_key_names_the_resampler_so_caches_never_mix_them():
     assert STANDARD.resampler == FAD_RESAMPLER and "kaiser" in FAD_RESAMPLER
-    assert dataclasses.replace(STANDARD, resampler="soxr HQ").key != STANDARD.key
+    framing = STANDARD.framing(BuiltinEmbedder())
+    assert dataclasses.replace(framing, resampler="soxr HQ").key != framing.key

@@ -10,6 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from foley.registry import QUANTIZERS
 from foley.util.errors import ConfigError
 
 LONG_FILES = ("crop", "split")  # how prepare treats files longer than a clip (foley.audio.clips)
@@ -126,7 +127,6 @@ class TrainConfig:
         require(self.num_workers >= 0, f"{path}.num_workers", "must be >= 0")
 
 
-QUANTIZERS = ("vq", "rvq")
 CODEBOOK_INITS = ("random", "data")
 
 
@@ -141,7 +141,7 @@ class QuantizerConfig:
     dead_code_threshold: float
 
     def check(self, path: str) -> None:
-        require_choice(self.type, QUANTIZERS, f"{path}.type")
+        require_choice(self.type, QUANTIZERS.names(), f"{path}.type")
         require(self.levels >= 1, f"{path}.levels", "must be at least 1")
         require(
             self.type == "rvq" or self.levels == 1,

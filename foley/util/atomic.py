@@ -6,9 +6,10 @@ concurrent writers of the same content (two runs filling one cache) each rename 
 
 from __future__ import annotations
 
+import csv
 import io
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -89,3 +90,11 @@ def npy_rows_atomic(path: str | Path, row_shape: tuple[int, ...], dtype: np.dtyp
             yield writer
             handle.seek(0)
             handle.write(npy_header((writer.rows, *row_shape), dtype))
+
+
+def write_csv(path: str | Path, fields: Sequence[str], rows: Sequence[dict]) -> None:
+    """A CSV with a header row, atomically."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(fields))
+        writer.writeheader()
+        writer.writerows(rows)
