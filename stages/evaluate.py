@@ -1,7 +1,7 @@
 """evaluate: per-class FAD of the generated clips, and of the quality floors, against the reference.
 
 The embedder, protocol and reference come from the config's evaluate section (reference null: the
-real clips prepare read, data.reference or the synthetic held-out set). Writes fad.csv (per class
+clips prepare made of data.reference or the synthetic held-out set, prepare/reference/). Writes fad.csv (per class
 and mean; CIs and FAD-inf when enabled), fad_matrix.csv (generated class x reference class),
 floors.csv with floors/<vocoder|reconstruction>/<class>/NNNN.wav (real clips through the run's
 vocoder, and through its autoencoder and vocoder; for an autoencoder trained with quantizer
@@ -44,7 +44,7 @@ def preflight(config: Config) -> None:
     check_weights(settings.embedder, settings.weights)
     if settings.reference is not None and not Path(settings.reference).exists():
         raise DataError(f"config key 'evaluate.reference': '{settings.reference}' does not exist (give an .npz, "
-                        "a folder of <class>/gt_embedding.pkl, or a folder of <class>/*.wav)")
+                        "a folder of <class>/gt_embedding.pkl, or a folder of <class>/<audio files>)")
     if settings.reference is None and config.data.root is not None and config.data.reference is None:
         raise ConfigError("evaluate has no reference: set data.reference (--reference) to real clips, "
                           "or evaluate.reference to statistics or clips")
@@ -87,7 +87,9 @@ def run(config: Config, ctx: StageContext) -> dict:
 
 def _scorer(config: Config, ctx: StageContext) -> Scorer:
     settings = config.evaluate
-    source = settings.reference or ctx.details("prepare").get("reference_dir")
+    source = settings.reference
+    if source is None and ctx.details("prepare").get("reference_dir") is not None:
+        source = ctx.input("prepare", "reference")  # the clips prepare made of data.reference (or the synthetic set)
     if source is None:
         raise ConfigError("evaluate has no reference: set data.reference (--reference) or evaluate.reference")
     embedder = build_embedder(settings.embedder, settings.weights, ctx.device)

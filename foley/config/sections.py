@@ -13,6 +13,8 @@ from typing import Any
 from foley.registry import QUANTIZERS
 from foley.util.errors import ConfigError
 
+LONG_FILES = ("crop", "split")  # how prepare treats files longer than a clip (foley.audio.clips)
+
 
 def require(ok: bool, key: str, message: str) -> None:
     if not ok:
@@ -43,6 +45,11 @@ class DataConfig:
     eval_class_names: tuple[str, ...]
     val_fraction: float
     max_rejected_fraction: float
+    long_files: str
+    split_hop: int | None
+    silence_db: float
+    clipped_fraction: float
+    num_workers: int
     synthetic: SyntheticConfig
 
     def check(self, path: str) -> None:
@@ -61,6 +68,12 @@ class DataConfig:
             f"{path}.max_rejected_fraction",
             "must be in [0, 1]",
         )
+        require_choice(self.long_files, LONG_FILES, f"{path}.long_files")
+        require(self.split_hop is None or self.split_hop >= 1, f"{path}.split_hop",
+                "must be null (one clip length) or >= 1 sample")
+        require(self.silence_db <= 0, f"{path}.silence_db", "must be <= 0 (a peak level in dBFS)")
+        require(0.0 <= self.clipped_fraction <= 1.0, f"{path}.clipped_fraction", "must be in [0, 1]")
+        require(self.num_workers >= 0, f"{path}.num_workers", "must be >= 0 (0 decodes in the main process)")
 
 
 @dataclass(frozen=True)

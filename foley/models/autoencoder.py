@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from foley.audio.clips import LOG_CLAMP
+from foley.audio.mel import LOG_CLAMP
 from foley.models.band_loss import MelBands
 from foley.quantize.base import QuantizedResult, Quantizer
 from foley.util import shapes
