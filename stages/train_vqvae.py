@@ -31,7 +31,7 @@ def run(config: Config, ctx: StageContext) -> dict:
     spec = autoencoder_spec(model, section)
     task = AutoencoderTask(
         model, section.quantizer.commitment, section.train.lr, ctx.device, config.amp,
-        val_mels=val, val_batch_size=section.train.batch_size,
+        val_mels=val, val_batch_size=section.train.batch_size, loss=section.loss,
         fast_path=config.train_speed.fast_path, compile=config.train_speed.compile,
     )
     data = training_data((train,), ctx.device, section.train.num_workers, allow_resident=False)  # pinned batches
