@@ -24,6 +24,7 @@ def add_bench_train(benches: argparse._SubParsersAction, common: argparse.Argume
     train.add_argument("--device", help="auto, cpu, cuda or cuda:N (default auto)")
     train.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     train.add_argument("--amp", action="store_true", help="both paths under bf16 autocast (CUDA)")
+    train.add_argument("--tf32", action="store_true", help="both paths with TF32 products, as the trainers run (CUDA)")
     train.add_argument("--compile", action="store_true", help="torch.compile the fast path (its compilation is untimed)")
     train.add_argument("--json", action="store_true", help="print one JSON object")
     train.set_defaults(handler=cmd_bench_train)
@@ -41,6 +42,6 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device or "auto")
-    result = bench_train(args.model, args.size, args.batch, args.steps, device, args.amp, args.compile)
+    result = bench_train(args.model, args.size, args.batch, args.steps, device, args.amp, args.compile, args.tf32)
     print(json.dumps(result.to_dict()) if args.json else format_train_bench(result))
     return 0

@@ -36,6 +36,7 @@ from foley.stages.commands.bench_sizes import DCASE_MAP, N_CLASSES, PRIOR_SIZES,
 from foley.train.batches import BatchShare
 from foley.train.tasks import AdamTask, AutoencoderTask, PriorTask
 from foley.util.device import synchronize
+from foley.util.device import tf32 as tf32_products
 from foley.util.shapes import mel_frames
 
 DCASE_CLIPS = 4850  # the DCASE 2023 Task 7 development set
@@ -65,6 +66,7 @@ class TrainBench:
     threads: int
     amp: bool
     compile: bool
+    tf32: bool
     steps: int
     load_average: tuple[float, float]  # 1-minute load before and after
     memory: str  # what peak_mib measures
@@ -81,23 +83,25 @@ class TrainBench:
 
 
 def bench_train(model: str, size: str, batch: int | None = None, steps: int = 3, device: torch.device = torch.device("cpu"),
-                amp: bool = False, compile: bool = False, seed: int = 0) -> TrainBench:
-    """Time ``steps`` training steps of each path (see the module docstring)."""
+                amp: bool = False, compile: bool = False, tf32: bool = False, seed: int = 0) -> TrainBench:
+    """Time ``steps`` training steps of each path (see the module docstring); ``tf32``: both paths
+    with TF32 products on CUDA, as the trainers run with train_speed.tf32."""
     batch = batch or DEFAULT_BATCH[model]
     load_before = os.getloadavg()[0]
     tasks, data, epochs = _build(model, size, batch, device, amp, compile, seed)
-    for task in tasks.values():  # untimed: first-call allocations (and compilation)
-        task.train_step(data, BatchShare(0, batch, batch))
     records: dict[str, list[tuple[float, float, float | None, float]]] = {name: [] for name in tasks}
-    for _ in range(steps):
-        for name, task in tasks.items():
-            records[name].append(_timed_step(lambda task=task: task.train_step(data, BatchShare(0, batch, batch)), device))
+    with tf32_products(device, tf32):
+        for task in tasks.values():  # untimed: first-call allocations (and compilation)
+            task.train_step(data, BatchShare(0, batch, batch))
+        for _ in range(steps):
+            for name, task in tasks.items():
+                records[name].append(_timed_step(lambda task=task: task.train_step(data, BatchShare(0, batch, batch)), device))
     timings = {name: _summary(rows, batch) for name, rows in records.items()}
     per_epoch = math.ceil(DCASE_CLIPS / batch)
     epoch_s = {name: per_epoch * t.step_s for name, t in timings.items()}
     return TrainBench(
         model=model, size=size, batch=batch, device=str(device), threads=torch.get_num_threads(), amp=amp, compile=compile,
-        steps=steps, load_average=(load_before, os.getloadavg()[0]), memory=memory_measure(device),
+        tf32=tf32, steps=steps, load_average=(load_before, os.getloadavg()[0]), memory=memory_measure(device),
         reference=timings["reference"], fast=timings["fast"],
         ratio=timings["reference"].step_s / timings["fast"].step_s,
         cpu_ratio=timings["reference"].cpu_s / timings["fast"].cpu_s,
@@ -207,7 +211,7 @@ def format_train_bench(result: TrainBench) -> str:
     lines = [
         f"foley bench train: {result.model}, {result.size} size, batch {result.batch}, device {result.device}, "
         f"{result.threads} torch thread(s){', bf16 autocast' if result.amp else ''}"
-        f"{', fast path compiled' if result.compile else ''}",
+        f"{', TF32' if result.tf32 else ''}{', fast path compiled' if result.compile else ''}",
         f"  load average {result.load_average[0]:.2f} before, {result.load_average[1]:.2f} after "
         f"({os.cpu_count()} cores); median of {result.steps} interleaved steps per path",
         f"  {'path':10s} {'s/step':>9s} {'CPU s/step':>11s} {'steps/s':>9s} {'clips/s':>9s} {'peak memory':>12s}"
