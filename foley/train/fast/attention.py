@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-CHUNK_ROWS = 64  # query rows per chunk on the CPU path (bounds its score block to rows x keys)
+CHUNK_ROWS = 256  # query rows per chunk on the CPU path (bounds its score block to rows x keys)
 RANDOM_RANGE = 2**31  # int32 random_() draws uniformly from [0, 2^31)
 
 
@@ -57,12 +57,11 @@ def _chunked_with_dropout(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, p: 
     q = (q * width**-0.5).reshape(batch * heads, positions, width)
     k = k.reshape(batch * heads, positions, width)
     v = v.reshape(batch * heads, positions, width)
+    later = torch.full((positions, positions), float("-inf"), dtype=q.dtype, device=q.device).triu(1)  # -inf above the diagonal
     outs = []
     for start in range(0, positions, CHUNK_ROWS):
         end = min(positions, start + CHUNK_ROWS)
-        later = torch.ones(end - start, end, dtype=torch.bool, device=q.device).triu(start + 1)
-        bias = torch.zeros(end - start, end, dtype=q.dtype, device=q.device).masked_fill_(later, float("-inf"))
-        weights = torch.softmax(torch.baddbmm(bias, q[:, start:end], k[:, :end].transpose(1, 2)), dim=-1)
+        weights = torch.softmax(torch.baddbmm(later[start:end, :end], q[:, start:end], k[:, :end].transpose(1, 2)), dim=-1)
         kept = torch.where(keep_mask(weights.shape, p), weights, 0.0)
         outs.append(torch.bmm(kept, v[:, :end]))
     return torch.cat(outs, 1).mul_(1.0 / (1.0 - p)).view(batch, heads, positions, width)

@@ -131,63 +131,70 @@ def _transform_input_backward(grad: torch.Tensor, plan: WinogradPlan, padding: t
     (n_h, n_w), (m_h, m_w), (tiles_h, tiles_w) = plan.window, plan.tile, grid
     batch, height, width, channels = in_shape
     top, _, left, _ = padding
-    rows, cols = tiles_h * m_h + n_h - m_h, tiles_w * m_w + n_w - m_w
     row_windows = (plan.row_input_transform.t() @ grad.view(n_h, -1)).view(n_h, n_w, batch, tiles_h, tiles_w, channels)
-    by_col = grad.new_zeros(n_w, batch, rows, tiles_w, channels)
-    for row in range(n_h):
-        by_col[:, :, row : row + tiles_h * m_h : m_h] += row_windows[row]
-    col_windows = (plan.col_input_transform.t() @ by_col.view(n_w, -1)).view(n_w, batch, rows, tiles_w, channels)
-    padded = grad.new_zeros(batch, rows, cols, channels)
-    for col in range(n_w):
-        padded[:, :, col : col + tiles_w * m_w : m_w] += col_windows[col]
+    by_col = _overlap_add(row_windows.permute(1, 2, 3, 0, 4, 5), m_h, 2)  # (n_w, B, rows, tiles_w, C)
+    col_windows = (plan.col_input_transform.t() @ by_col.view(n_w, -1)).view(n_w, batch, -1, tiles_w, channels)
+    padded = _overlap_add(col_windows.permute(1, 2, 3, 0, 4), m_w, 2)  # (B, rows, cols, C)
     return padded[:, top : top + height, left : left + width]
 
 
+def _overlap_add(windows: torch.Tensor, step: int, axis: int) -> torch.Tensor:
+    """Windows (..., tiles, n, ...) - tiles along ``axis``, window offsets after them - summed where
+    they overlap: offset o of tile t lands at t * step + o. Offsets o = q * step + r are taken a
+    block of ``step`` (one q) at a time, so ceil(n / step) additions instead of n."""
+    tiles, n = windows.shape[axis], windows.shape[axis + 1]
+    blocks = -(-n // step)
+    shape = windows.shape
+    out = windows.new_zeros(*shape[:axis], tiles + blocks - 1, step, *shape[axis + 2 :])
+    for q in range(blocks):
+        width = min(step, n - q * step)
+        out.narrow(axis, q, tiles).narrow(axis + 1, 0, width).add_(windows.narrow(axis + 1, q * step, width))
+    return out.flatten(axis, axis + 1)
+
+
 class _WinogradConv(torch.autograd.Function):
-    """Forward and backward of ``winograd_conv2d``. Kernels live as (positions, C_out, C_in): the
-    kernel transform is one product with v's taps, which a 2-D transpose of v lays out first."""
+    """Forward and backward of ``winograd_conv2d``. The kernel transform is one product with v
+    read as (C_out * C_in, taps) in place (BLAS takes the transposed operand; nothing is copied),
+    giving kernels as (positions, C_out, C_in); its gradient comes back in v's own layout."""
 
     @staticmethod
     def forward(ctx, x, weight_v, weight_g, mask, plan: WinogradPlan, padding):
         batch, height, width, in_channels = x.shape
-        out_channels = weight_v.shape[0]
+        out_channels, taps = weight_v.shape[0], mask.numel()
         top, bottom, left, right = padding
         out_h, out_w = height + top + bottom - plan.kernel[0] + 1, width + left + right - plan.kernel[1] + 1
         grid = plan.grid(out_h, out_w)
         positions = plan.window[0] * plan.window[1]
-        by_tap = weight_v.view(-1, mask.numel()).t().contiguous().view(-1, out_channels, in_channels)  # (taps, C_out, C_in)
-        kernel_transform = plan.kernel_transform * mask.view(1, -1)
-        kernels = (kernel_transform @ by_tap.view(len(by_tap), -1)).view(positions, out_channels, in_channels)
+        kernel_transform = plan.kernel_transform * mask.view(1, -1)  # (positions, taps)
+        kernels = (kernel_transform @ weight_v.reshape(-1, taps).t()).view(positions, out_channels, in_channels)
         transformed = _transform_input(x, plan, padding, grid)  # (positions, tiles, C_in)
         products = torch.bmm(transformed, kernels.transpose(1, 2))  # (positions, tiles, C_out)
         raw = _untile(plan.output_transform @ products.view(positions, -1), plan, batch, grid, out_channels)
         raw = raw[:, :out_h, :out_w]
-        norm = (mask.view(1, -1) @ torch.linalg.vector_norm(by_tap, dim=2).square()).flatten().sqrt()  # |v * mask|
+        norm = (weight_v.square().sum(1).view(out_channels, taps) @ mask.view(-1)).sqrt()  # |v * mask| (mask of 0 and 1)
         scale = weight_g.flatten() / norm
-        ctx.save_for_backward(by_tap, mask, transformed, kernels, raw, norm, scale)
-        ctx.plan, ctx.padding, ctx.in_shape, ctx.grid = plan, padding, x.shape, grid
+        ctx.save_for_backward(weight_v, kernel_transform, transformed, kernels, raw, norm, scale)
+        ctx.plan, ctx.padding, ctx.in_shape, ctx.grid, ctx.mask = plan, padding, x.shape, grid, mask
         return raw * scale
 
     @staticmethod
     def backward(ctx, grad):
-        by_tap, mask, transformed, kernels, raw, norm, scale = ctx.saved_tensors
+        weight_v, kernel_transform, transformed, kernels, raw, norm, scale = ctx.saved_tensors
         plan, grid = ctx.plan, ctx.grid
-        positions = plan.window[0] * plan.window[1]
-        taps, out_channels, in_channels = by_tap.shape
+        positions, taps = kernel_transform.shape
+        out_channels, in_channels = weight_v.shape[:2]
         grad_scale = (grad * raw).sum((0, 1, 2))
         grad_products = (plan.output_transform.t() @ _tile(grad * scale, plan, grid)).view(positions, -1, out_channels)
         grad_kernels = torch.bmm(grad_products.transpose(1, 2), transformed)  # (positions, C_out, C_in)
-        kernel_transform = plan.kernel_transform * mask.view(1, -1)
-        grad_by_tap = (kernel_transform.t() @ grad_kernels.view(positions, -1)).view_as(by_tap)
-        norm_term = mask.view(-1, 1, 1) * (-grad_scale * scale / norm.square()).view(1, -1, 1)
-        grad_by_tap.addcmul_(by_tap, norm_term)  # d|v * mask| / dv = v * mask / |v * mask|
-        grad_v = grad_by_tap.view(taps, -1).t().contiguous().view(out_channels, in_channels, *plan.kernel)
+        grad_v = (grad_kernels.view(positions, -1).t() @ kernel_transform).view(out_channels, in_channels, taps)
+        norm_term = ctx.mask.view(1, 1, -1) * (-grad_scale * scale / norm.square()).view(-1, 1, 1)
+        grad_v.addcmul_(weight_v.view_as(grad_v), norm_term)  # d|v * mask| / dv = v * mask / |v * mask|
         grad_g = (grad_scale / norm).view(out_channels, 1, 1, 1)
         grad_x = None
         if ctx.needs_input_grad[0]:
             grad_transformed = torch.bmm(grad_products, kernels)
             grad_x = _transform_input_backward(grad_transformed, plan, ctx.padding, ctx.in_shape, grid)
-        return grad_x, grad_v, grad_g, None, None, None
+        return grad_x, grad_v.view_as(weight_v), grad_g, None, None, None
 
 
 def _untile(values: torch.Tensor, plan: WinogradPlan, batch: int, grid: tuple[int, int], channels: int) -> torch.Tensor:
