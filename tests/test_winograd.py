@@ -63,12 +63,14 @@ def test_output_and_gradients_equal_direct_convolution_in_float64(case):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-11, msg=name)
 
 
-def test_gradcheck_without_a_mask():
+def test_gradcheck_without_a_mask_with_a_bias():
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(1, 3, 5, 2, dtype=torch.float64, generator=generator, requires_grad=True)
     weight_v = torch.randn(2, 2, 3, 3, dtype=torch.float64, generator=generator, requires_grad=True)
     weight_g = torch.rand(2, 1, 1, 1, dtype=torch.float64, generator=generator).add_(0.5).requires_grad_()
-    assert torch.autograd.gradcheck(lambda *a: winograd_conv2d(*a, None, (2, 1, 1, 0)), (x, weight_v, weight_g))
+    bias = torch.randn(2, dtype=torch.float64, generator=generator, requires_grad=True)
+    conv = lambda x, v, g, b: winograd_conv2d(x, v, g, None, (2, 1, 1, 0), b)
+    assert torch.autograd.gradcheck(conv, (x, weight_v, weight_g, bias))
 
 
 def test_float32_error_is_a_few_times_a_direct_convolutions():

@@ -122,7 +122,7 @@ class _Layers:
             hidden = hidden + self.pointwise(block.aux_conv, F.elu(aux))
         gates = conv(block.conv2, dropout(F.elu(hidden), block.dropout.p, self.training))
         if condition is not None:
-            gates = gates + condition * block.condition.conv.weight().flatten()
+            gates = torch.addcmul(gates, condition, block.condition.conv.weight().flatten())
         return F.glu(gates, dim=-1) + x
 
     def causal_conv(self, layer: CausalConv2d, x: torch.Tensor) -> torch.Tensor:
@@ -130,7 +130,7 @@ class _Layers:
         kh, kw = conv.kernel_size
         if self.conv == "winograd" and tile_size(kh) and tile_size(kw):
             padding = (kh - 1, 0, kw // 2, kw // 2)
-            return winograd_conv2d(x, conv.weight_v, conv.weight_g, conv.kernel_mask, padding) + conv.bias
+            return winograd_conv2d(x, conv.weight_v, conv.weight_g, conv.kernel_mask, padding, conv.bias)
         weight = conv.weight()
         nchw = F.pad(x.permute(0, 3, 1, 2), (kw // 2, kw // 2, kh - 1, 0))
         return F.conv2d(nchw, weight, conv.bias).permute(0, 2, 3, 1)

@@ -92,13 +92,14 @@ def winograd_plan(kernel: tuple[int, int], tile: tuple[int, int], dtype: torch.d
 
 
 def winograd_conv2d(x: torch.Tensor, weight_v: torch.Tensor, weight_g: torch.Tensor, kernel_mask: torch.Tensor | None,
-                    padding: tuple[int, int, int, int]) -> torch.Tensor:
+                    padding: tuple[int, int, int, int], bias: torch.Tensor | None = None) -> torch.Tensor:
     """The convolution of channels-last x (B, H, W, C_in), zero-padded by ``padding`` = (top,
     bottom, left, right), with the weight-normed kernel g * (v * mask) / |v * mask| (norm per
-    output channel, as ``foley.models.layers.WeightNormConv2d``): (B, H', W', C_out), no bias.
+    output channel, as ``foley.models.layers.WeightNormConv2d``), plus ``bias``: (B, H', W', C_out).
 
     Weight norm is folded in: the products use the transformed v * mask and the outputs are
-    scaled by g / |v * mask|, so the kernel is transformed straight from v (no normalised copy).
+    scaled by g / |v * mask| (and the bias added) as they are laid out from the tiles, so the
+    kernel is transformed straight from v (no normalised copy).
     """
     kernel = tuple(weight_v.shape[2:])
     tile = (tile_size(kernel[0]), tile_size(kernel[1]))
@@ -106,7 +107,9 @@ def winograd_conv2d(x: torch.Tensor, weight_v: torch.Tensor, weight_g: torch.Ten
         raise ValueError(f"no Winograd transform for a {kernel[0]} x {kernel[1]} kernel (at most {MAX_POINTS - 1} taps)")
     plan = winograd_plan(kernel, tile, x.dtype, x.device)
     mask = torch.ones(kernel, dtype=x.dtype, device=x.device) if kernel_mask is None else kernel_mask
-    return _WinogradConv.apply(x, weight_v, weight_g, mask, plan, padding)
+    if bias is None:
+        bias = torch.zeros(weight_v.shape[0], dtype=x.dtype, device=x.device)
+    return _WinogradConv.apply(x, weight_v, weight_g, bias, mask, plan, padding)
 
 
 def _transform_input(x: torch.Tensor, plan: WinogradPlan, padding: tuple[int, int, int, int],
@@ -155,10 +158,11 @@ def _overlap_add(windows: torch.Tensor, step: int, axis: int) -> torch.Tensor:
 class _WinogradConv(torch.autograd.Function):
     """Forward and backward of ``winograd_conv2d``. The kernel transform is one product with v
     read as (C_out * C_in, taps) in place (BLAS takes the transposed operand; nothing is copied),
-    giving kernels as (positions, C_out, C_in); its gradient comes back in v's own layout."""
+    giving kernels as (positions, C_out, C_in); its gradient comes back in v's own layout. The
+    output transform's result y stays in tile order; the output is read from it through a view."""
 
     @staticmethod
-    def forward(ctx, x, weight_v, weight_g, mask, plan: WinogradPlan, padding):
+    def forward(ctx, x, weight_v, weight_g, bias, mask, plan: WinogradPlan, padding):
         batch, height, width, in_channels = x.shape
         out_channels, taps = weight_v.shape[0], mask.numel()
         top, bottom, left, right = padding
@@ -169,39 +173,40 @@ class _WinogradConv(torch.autograd.Function):
         kernels = (kernel_transform @ weight_v.reshape(-1, taps).t()).view(positions, out_channels, in_channels)
         transformed = _transform_input(x, plan, padding, grid)  # (positions, tiles, C_in)
         products = torch.bmm(transformed, kernels.transpose(1, 2))  # (positions, tiles, C_out)
-        raw = _untile(plan.output_transform @ products.view(positions, -1), plan, batch, grid, out_channels)
-        raw = raw[:, :out_h, :out_w]
-        norm = (weight_v.square().sum(1).view(out_channels, taps) @ mask.view(-1)).sqrt()  # |v * mask| (mask of 0 and 1)
+        y = plan.output_transform @ products.view(positions, -1)  # (m_h * m_w, B * tiles * C_out)
+        norm = (torch.linalg.vector_norm(weight_v.flatten(2), dim=1).square() @ mask.view(-1)).sqrt()  # |v * mask|
         scale = weight_g.flatten() / norm
-        ctx.save_for_backward(weight_v, kernel_transform, transformed, kernels, raw, norm, scale)
+        out = torch.addcmul(bias, _untile(y, plan, batch, grid, out_channels), scale)
+        ctx.save_for_backward(weight_v, kernel_transform, transformed, kernels, y, norm, scale)
         ctx.plan, ctx.padding, ctx.in_shape, ctx.grid, ctx.mask = plan, padding, x.shape, grid, mask
-        return raw * scale
+        return out.flatten(1, 2).flatten(2, 3)[:, :out_h, :out_w]
 
     @staticmethod
     def backward(ctx, grad):
-        weight_v, kernel_transform, transformed, kernels, raw, norm, scale = ctx.saved_tensors
+        weight_v, kernel_transform, transformed, kernels, y, norm, scale = ctx.saved_tensors
         plan, grid = ctx.plan, ctx.grid
         positions, taps = kernel_transform.shape
         out_channels, in_channels = weight_v.shape[:2]
-        grad_scale = (grad * raw).sum((0, 1, 2))
-        grad_products = (plan.output_transform.t() @ _tile(grad * scale, plan, grid)).view(positions, -1, out_channels)
+        tiled = _tile(grad, plan, grid).view(-1, out_channels)  # zeros beyond the output
+        grad_scale = (tiled * y.view(-1, out_channels)).sum(0)
+        grad_products = (plan.output_transform.t() @ (tiled * scale).view(len(y), -1)).view(positions, -1, out_channels)
         grad_kernels = torch.bmm(grad_products.transpose(1, 2), transformed)  # (positions, C_out, C_in)
         grad_v = (grad_kernels.view(positions, -1).t() @ kernel_transform).view(out_channels, in_channels, taps)
         norm_term = ctx.mask.view(1, 1, -1) * (-grad_scale * scale / norm.square()).view(-1, 1, 1)
         grad_v.addcmul_(weight_v.view_as(grad_v), norm_term)  # d|v * mask| / dv = v * mask / |v * mask|
         grad_g = (grad_scale / norm).view(out_channels, 1, 1, 1)
+        grad_bias = grad.sum((0, 1, 2))
         grad_x = None
         if ctx.needs_input_grad[0]:
             grad_transformed = torch.bmm(grad_products, kernels)
             grad_x = _transform_input_backward(grad_transformed, plan, ctx.padding, ctx.in_shape, grid)
-        return grad_x, grad_v.view_as(weight_v), grad_g, None, None, None
+        return grad_x, grad_v.view_as(weight_v), grad_g, grad_bias, None, None, None
 
 
 def _untile(values: torch.Tensor, plan: WinogradPlan, batch: int, grid: tuple[int, int], channels: int) -> torch.Tensor:
-    """(m_h * m_w, B * tiles * C) -> (B, tiles_h * m_h, tiles_w * m_w, C)."""
+    """(m_h * m_w, B * tiles * C) -> a view (B, tiles_h, m_h, tiles_w, m_w, C) in output order."""
     (m_h, m_w), (tiles_h, tiles_w) = plan.tile, grid
-    values = values.view(m_h, m_w, batch, tiles_h, tiles_w, channels).permute(2, 3, 0, 4, 1, 5)
-    return values.reshape(batch, tiles_h * m_h, tiles_w * m_w, channels)
+    return values.view(m_h, m_w, batch, tiles_h, tiles_w, channels).permute(2, 3, 0, 4, 1, 5)
 
 
 def _tile(grad: torch.Tensor, plan: WinogradPlan, grid: tuple[int, int]) -> torch.Tensor:
