@@ -174,7 +174,7 @@ class _WinogradConv(torch.autograd.Function):
         transformed = _transform_input(x, plan, padding, grid)  # (positions, tiles, C_in)
         products = torch.bmm(transformed, kernels.transpose(1, 2))  # (positions, tiles, C_out)
         y = plan.output_transform @ products.view(positions, -1)  # (m_h * m_w, B * tiles * C_out)
-        norm = (torch.linalg.vector_norm(weight_v.flatten(2), dim=1).square() @ mask.view(-1)).sqrt()  # |v * mask|
+        norm = (weight_v.square().sum(1).view(out_channels, taps) @ mask.view(-1)).sqrt()  # |v * mask| (mask of 0 and 1)
         scale = weight_g.flatten() / norm
         out = torch.addcmul(bias, _untile(y, plan, batch, grid, out_channels), scale)
         ctx.save_for_backward(weight_v, kernel_transform, transformed, kernels, y, norm, scale)
