@@ -2,19 +2,19 @@
 
 Both paths are the trainers' own tasks (``PriorTask`` / ``AutoencoderTask`` with ``fast_path``
 off and on) on two copies of one randomly initialised model, stepping on the same random batch;
-their timed steps alternate (reference, fast, reference, ...) after one untimed step each, so a
+their timed steps alternate (reference, fast, reference, ...) after two untimed steps each, so a
 change in the machine's load hits both alike. Reported per path: the median step in wall-clock
 and in CPU time (this process's, all threads), steps and clips per second, and the peak memory
-of a step: on CUDA torch's peak allocation, elsewhere the peak of the process's resident memory
-above its level when the step began (after glibc's malloc_trim hands memory freed by earlier
-steps back), sampled every millisecond from /proc/self/statm (None where that file does not
-exist). Scale: the DCASE development set (4,850 clips) for the epochs the dcase_baseline config
+of a step, measured in the second untimed step (the first allocates the optimiser's state): on
+CUDA torch's peak allocation, elsewhere the peak of the process's resident memory above its
+level when the step began (after glibc's malloc_trim hands memory freed by earlier steps back,
+which the timed steps are spared), sampled every millisecond from /proc/self/statm (None where
+that file does not exist). Scale: the DCASE development set (4,850 clips) for the epochs the dcase_baseline config
 trains (prior 1,500, autoencoder 800).
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import ctypes
 import math
@@ -89,14 +89,16 @@ def bench_train(model: str, size: str, batch: int | None = None, steps: int = 3,
     batch = batch or DEFAULT_BATCH[model]
     load_before = os.getloadavg()[0]
     tasks, data, epochs = _build(model, size, batch, device, amp, compile, seed)
-    records: dict[str, list[tuple[float, float, float | None, float]]] = {name: [] for name in tasks}
+    share = BatchShare(0, batch, batch)
+    records: dict[str, list[tuple[float, float, float]]] = {name: [] for name in tasks}
     with tf32_products(device, tf32):
-        for task in tasks.values():  # untimed: first-call allocations (and compilation)
-            task.train_step(data, BatchShare(0, batch, batch))
+        for task in tasks.values():  # untimed: first-call allocations, optimiser state (and compilation)
+            task.train_step(data, share)
+        peaks = {name: peak_memory(lambda task=task: task.train_step(data, share), device) for name, task in tasks.items()}
         for _ in range(steps):
             for name, task in tasks.items():
-                records[name].append(_timed_step(lambda task=task: task.train_step(data, BatchShare(0, batch, batch)), device))
-    timings = {name: _summary(rows, batch) for name, rows in records.items()}
+                records[name].append(_timed_step(lambda task=task: task.train_step(data, share), device))
+    timings = {name: _summary(rows, peaks[name], batch) for name, rows in records.items()}
     per_epoch = math.ceil(DCASE_CLIPS / batch)
     epoch_s = {name: per_epoch * t.step_s for name, t in timings.items()}
     return TrainBench(
@@ -132,27 +134,33 @@ def _build(model: str, size: str, batch: int, device: torch.device, amp: bool, c
     return {"reference": make(network, False), "fast": make(copy.deepcopy(network), True)}, data, epochs
 
 
-def _timed_step(step: Callable[[], dict[str, float]], device: torch.device) -> tuple[float, float, float | None, float]:
-    """(wall seconds, CPU seconds, peak MiB, loss) of one step."""
+def _timed_step(step: Callable[[], dict[str, float]], device: torch.device) -> tuple[float, float, float]:
+    """(wall seconds, CPU seconds, loss) of one step."""
+    synchronize(device)
+    wall, cpu = time.perf_counter(), time.process_time()
+    losses = step()
+    synchronize(device)
+    return time.perf_counter() - wall, time.process_time() - cpu, losses["loss"]
+
+
+def peak_memory(step: Callable[[], dict[str, float]], device: torch.device) -> float | None:
+    """The peak memory of one step in MiB (see the module docstring)."""
     synchronize(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    sampler = None if device.type == "cuda" else ResidentPeak()
-    wall, cpu = time.perf_counter(), time.process_time()
-    with sampler or contextlib.nullcontext():
-        losses = step()
+        step()
         synchronize(device)
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    peak = torch.cuda.max_memory_allocated(device) / MIB if device.type == "cuda" else sampler.peak_mib
-    return wall, cpu, peak, losses["loss"]
+        return torch.cuda.max_memory_allocated(device) / MIB
+    with ResidentPeak() as sampler:
+        step()
+    return sampler.peak_mib
 
 
-def _summary(rows: list[tuple[float, float, float | None, float]], batch: int) -> PathTiming:
-    walls, cpus, peaks, losses = zip(*rows)
+def _summary(rows: list[tuple[float, float, float]], peak_mib: float | None, batch: int) -> PathTiming:
+    walls, cpus, losses = zip(*rows)
     step = statistics.median(walls)
-    known = [p for p in peaks if p is not None]
     return PathTiming(step_s=step, cpu_s=statistics.median(cpus), steps_per_s=1 / step, clips_per_s=batch / step,
-                      peak_mib=max(known) if known else None, losses=list(losses))
+                      peak_mib=peak_mib, losses=list(losses))
 
 
 def memory_measure(device: torch.device) -> str:
