@@ -126,6 +126,16 @@ def test_keep_masks_keep_each_value_with_probability_1_minus_p(p):
     assert torch.equal(fast_attention.dropout(x, p, training=False), x)
 
 
+def test_keep_masks_follow_torchs_seed():
+    """The masks come from a generator seeded by torch's: torch.manual_seed (and a checkpoint's RNG
+    state) decides them."""
+    masks = []
+    for seed in (3, 3, 4):
+        torch.manual_seed(seed)
+        masks.append(fast_attention.keep_mask(torch.Size([1000]), 0.5))
+    assert torch.equal(masks[0], masks[1]) and not torch.equal(masks[0], masks[2])
+
+
 def reference_attention(query, key, p):
     layer = CausalAttention(3, 3, 4, n_head=2, dropout=p).double().train()
     with torch.no_grad():

@@ -17,6 +17,7 @@ keep rate and the expectation).
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch.nn import functional as F
 
@@ -34,10 +35,14 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
 
 def keep_mask(shape: torch.Size, p: float, value: float = 1.0) -> torch.Tensor:
     """A CPU float mask, each entry ``value`` with probability 1 - p and 0 otherwise: float32
-    uniforms (multiples of 2^-24) below 1 - p, so the probability is 1 - p within 2^-24. Uniform
-    floats draw faster on the CPU than torch's Bernoulli sampling or 32-bit integers, and a float
-    mask multiplies faster than a bool one selects."""
-    mask = torch.rand(shape).lt_(1.0 - p)
+    uniforms (multiples of 2^-24) below 1 - p, so the probability is 1 - p within 2^-24.
+
+    The uniforms come from numpy's PCG64 (about twice as fast as torch's CPU generator), seeded
+    by one draw from torch's default generator, so torch.manual_seed and the RNG state that
+    checkpoints keep decide the masks. A float mask multiplies faster than a bool one selects."""
+    seed = int(torch.empty((), dtype=torch.int64).random_())
+    uniforms = np.random.Generator(np.random.PCG64(seed)).random(tuple(shape), dtype=np.float32)
+    mask = torch.from_numpy(uniforms).lt_(1.0 - p)
     return mask if value == 1.0 else mask.mul_(value)
 
 
