@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import linalg
 
+from foley.evaluate.bootstrap import ClipScorer, draw_clips, resampled_scores
 from foley.util.errors import FoleyError
 
 SINGULAR_OFFSET = 1e-7
@@ -33,6 +34,15 @@ def gaussian_stats(embeddings: np.ndarray) -> GaussianStats:
     if x.ndim != 2 or x.shape[0] < 2:
         raise FoleyError(f"need at least 2 embeddings of shape (N, D) for statistics, got {x.shape}")
     return GaussianStats(mu=x.mean(axis=0), sigma=np.cov(x, rowvar=False, ddof=1), count=x.shape[0])
+
+
+def sample_size_warning(clips_per_class: int, dim: int) -> str | None:
+    """A caution when a class has fewer clips than the embedding has dimensions (None otherwise)."""
+    if clips_per_class >= dim:
+        return None
+    return (f"{clips_per_class} clips per class for {dim}-d embeddings: fewer clips than dimensions, so FAD's "
+            "covariances are poorly estimated and its value is dominated by sample-size bias; prefer KAD "
+            "(--metric kad, or evaluate.metrics: [fad, kad]), which is unbiased at any sample size")
 
 
 def _sqrtm(matrix: np.ndarray) -> np.ndarray:
@@ -125,6 +135,12 @@ class FADInterval:
     resamples: int
 
 
+def fad_scorer(clip_embeddings: Sequence[np.ndarray], reference: GaussianStats) -> ClipScorer:
+    """Drawn clip indices -> FAD of those clips' windows against the fixed reference."""
+    clips = [np.asarray(c, dtype=np.float64) for c in clip_embeddings]
+    return lambda chosen: frechet_distance(reference, gaussian_stats(np.concatenate([clips[i] for i in chosen])))
+
+
 def bootstrap_scores(
     clip_embeddings: Sequence[np.ndarray], reference: GaussianStats, seed: int, resamples: int = 200
 ) -> np.ndarray:
@@ -133,15 +149,8 @@ def bootstrap_scores(
     Clips (not windows) are drawn, so the windows of one clip stay together; the reference is held
     fixed (official reference sets come as statistics only).
     """
-    if len(clip_embeddings) < 2 or resamples < 2:
-        raise FoleyError("bootstrap needs at least 2 clips and 2 resamples")
-    rng = np.random.default_rng(seed)
-    clips = [np.asarray(c, dtype=np.float64) for c in clip_embeddings]
-    scores = []
-    for _ in range(resamples):
-        chosen = rng.integers(0, len(clips), size=len(clips))
-        scores.append(frechet_distance(reference, gaussian_stats(np.concatenate([clips[i] for i in chosen]))))
-    return np.array(scores)
+    draws = draw_clips(len(clip_embeddings), resamples, seed)
+    return resampled_scores(fad_scorer(clip_embeddings, reference), draws)
 
 
 def percentile_interval(estimate: float, scores: np.ndarray, confidence: float = 0.95) -> FADInterval:
