@@ -24,7 +24,7 @@ from foley.evaluate.floors import FLOORS, floor_audio
 from foley.evaluate.protocols import Protocol, class_files, enforce_inputs, get_protocol
 from foley.evaluate.reference import ReferenceStats, load_reference, reference_digest, require_compatible
 from foley.evaluate.scores import ExtraStatistics, SetScores, score_clips
-from foley.evaluate.tables import FAD_FIELDS, FLOOR_FIELDS, Provenance, fad_rows, render_report
+from foley.evaluate.tables import FAD_FIELDS, FLOOR_FIELDS, Provenance, ReportSection, fad_rows, render_report
 from foley.models.vggish_weights import missing_weights_message
 from foley.stages.context import StageContext, read_index, write_csv
 from foley.stages.manifest import stage_details, update_fingerprint
@@ -76,7 +76,7 @@ def run(config: Config, ctx: StageContext) -> dict:
     generated = score_clips(generated_files, embedder, protocol, reference.stats, extras, options)
     floors, floors_note = _floors(config, ctx, embedder, protocol, reference, extras, options)
     _write_tables(out, generated, floors, provenance)
-    write_text_atomic(out / "report.md", render_report(config.name, generated, provenance, floors, floors_note))
+    write_text_atomic(out / "report.md", render_report(config.name, [ReportSection(generated, provenance, floors, floors_note)]))
     log.info("evaluate: mean FAD %.3f over %d classes (%s / %s)", generated.scores.mean, len(names),
              embedder.name, protocol.name)
     return {

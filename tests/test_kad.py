@@ -75,3 +75,34 @@ def test_kad_refuses_what_it_cannot_score():
         kernel_audio_distance(np.zeros((3, 2)), np.zeros((3, 4)), 1.0)
     with pytest.raises(FoleyError, match="bandwidth must be positive"):
         class_kad(np.zeros((3, 2)), [np.ones((2, 2))])
+
+
+def test_set_scores_hold_kad_per_class_and_its_mean_with_fad_optional():
+    from foley.evaluate.bootstrap import draw_clips, percentile_bounds, resampled_scores
+    from foley.evaluate.fad import gaussian_stats
+    from foley.evaluate.kad import kad_scorer
+    from foley.evaluate.scores import ExtraStatistics, score_set
+    from foley.evaluate.tables import FAD_FIELDS, Provenance, fad_rows, format_table
+
+    rng = np.random.default_rng(6)
+    generated = {n: [rng.standard_normal((2, 3)) + k for _ in range(8)] for k, n in enumerate("ab")}
+    reference = {n: rng.standard_normal((12, 3)) + k for k, n in enumerate("ab")}
+    stats = {n: gaussian_stats(r) for n, r in reference.items()}
+    extras = ExtraStatistics(bootstrap=20, seed=4, metrics=("kad",))
+    result = score_set("ab", generated, stats, extras, reference_embeddings=reference)
+    assert result.scores is None and result.intervals is None and result.dim == 3 and result.n_reference == (12, 12)
+    draws = []
+    for c, n in enumerate("ab"):
+        plain = class_kad(reference[n], generated[n])
+        assert result.kad[c].kad == plain.kad and result.kad[c].bandwidth == plain.bandwidth
+        draws.append(resampled_scores(kad_scorer(reference[n], generated[n], plain.bandwidth), draw_clips(8, 20, 4 + c)))
+        assert (result.kad[c].low, result.kad[c].high) == percentile_bounds(draws[-1], 0.95)
+    assert result.mean_kad.kad == pytest.approx(np.mean([k.kad for k in result.kad]))
+    assert (result.mean_kad.low, result.mean_kad.high) == percentile_bounds(np.mean(draws, axis=0), 0.95)
+    rows = fad_rows(result, Provenance("e", "e (test)", "standard", "r", "id"))
+    assert list(rows[0]) == list(FAD_FIELDS) and rows[0]["fad"] == rows[0]["fad_inf"] == ""
+    assert [r["class"] for r in rows] == ["a", "b", "mean"] and rows[-1]["kad"] == f"{result.mean_kad.kad:.6f}"
+    assert rows[0]["kad_bandwidth_from"] == "reference" and rows[-1]["clips"] == 16 and rows[-1]["n_generated"] == 32
+    assert "KAD" in format_table(result, Provenance("e", "e (test)", "standard", "r", "id")).splitlines()[1]
+    with pytest.raises(FoleyError, match="KAD needs the reference's embeddings"):
+        score_set("ab", generated, stats, extras)
