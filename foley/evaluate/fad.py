@@ -72,6 +72,37 @@ def frechet_distance(a: GaussianStats, b: GaussianStats) -> float:
     return float(diff @ diff + np.trace(a.sigma) + np.trace(b.sigma) - 2 * np.trace(covmean))
 
 
+def frechet_distance_of_rows(reference: GaussianStats, rows: np.ndarray) -> float:
+    """frechet_distance(reference, gaussian_stats(rows)) through an n x n eigenproblem (n embeddings).
+
+    The covariance of n rows has rank below n, and the non-zero eigenvalues of S_ref S_gen, with
+    S_gen = Yc' Yc / (n - 1), are those of the symmetric Yc S_ref Yc' / (n - 1); Tr (S_ref S_gen)^1/2 is
+    the sum of their square roots, over the min(n - 1, D) that the rank of Yc allows (the others are zero
+    but for rounding, whose square roots would add up). For n far below D (100 PANNs embeddings of 2,048 dimensions) this
+    takes milliseconds where the D x D matrix square root takes most of a minute.
+    """
+    x = np.asarray(rows, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] < 2 or x.shape[1] != reference.mu.shape[0]:
+        raise FoleyError(f"need at least 2 embeddings of shape (N, {reference.mu.shape[0]}), got {x.shape}")
+    mu = x.mean(axis=0)
+    centred = x - mu
+    inner = centred @ reference.sigma @ centred.T / (x.shape[0] - 1)
+    rank = min(x.shape[0] - 1, x.shape[1])  # of the centred rows: the other eigenvalues are 0 up to rounding
+    eigenvalues = np.linalg.eigvalsh((inner + inner.T) / 2)[-rank:]
+    diff = reference.mu - mu
+    trace_generated = float(np.sum(centred**2)) / (x.shape[0] - 1)
+    return float(diff @ diff + np.trace(reference.sigma) + trace_generated - 2 * np.sqrt(np.clip(eigenvalues, 0, None)).sum())
+
+
+def fad_of_rows(reference: GaussianStats, rows: np.ndarray) -> float:
+    """FAD of embeddings (N, D) against reference: the official route (frechet_distance) when N > D,
+    frechet_distance_of_rows (equal, and far faster) when N <= D."""
+    x = np.asarray(rows, dtype=np.float64)
+    if x.ndim == 2 and x.shape[0] <= x.shape[1]:
+        return frechet_distance_of_rows(reference, x)
+    return frechet_distance(reference, gaussian_stats(x))
+
+
 def per_class_fad(generated: Mapping[str, GaussianStats], reference: Mapping[str, GaussianStats]) -> dict[str, float]:
     """Fréchet distance of each generated class against the reference class of the same name.
 
@@ -114,7 +145,7 @@ def fad_inf(
         raise FoleyError(f"FAD-inf needs at least 4 embeddings and 2 steps, got {total} and {steps}")
     rng = np.random.default_rng(seed)
     sizes = np.linspace(low, total, steps).astype(int)
-    scores = [frechet_distance(reference, gaussian_stats(x[rng.integers(0, total, size=n)])) for n in sizes]
+    scores = [fad_of_rows(reference, x[rng.integers(0, total, size=n)]) for n in sizes]
     inverse = 1.0 / sizes
     slope, intercept = np.polyfit(inverse, scores, 1)
     residual = np.asarray(scores) - (slope * inverse + intercept)
@@ -138,7 +169,7 @@ class FADInterval:
 def fad_scorer(clip_embeddings: Sequence[np.ndarray], reference: GaussianStats) -> ClipScorer:
     """Drawn clip indices -> FAD of those clips' windows against the fixed reference."""
     clips = [np.asarray(c, dtype=np.float64) for c in clip_embeddings]
-    return lambda chosen: frechet_distance(reference, gaussian_stats(np.concatenate([clips[i] for i in chosen])))
+    return lambda chosen: fad_of_rows(reference, np.concatenate([clips[i] for i in chosen]))
 
 
 def bootstrap_scores(
@@ -178,5 +209,5 @@ def bootstrap_fad(
     if not 0.0 < confidence < 1.0:
         raise FoleyError(f"confidence must be in (0, 1), got {confidence}")
     scores = bootstrap_scores(clip_embeddings, reference, seed, resamples)
-    estimate = frechet_distance(reference, gaussian_stats(np.concatenate([np.asarray(c) for c in clip_embeddings])))
+    estimate = fad_of_rows(reference, np.concatenate([np.asarray(c) for c in clip_embeddings]))
     return percentile_interval(estimate, scores, confidence)

@@ -22,8 +22,8 @@ from foley.evaluate.fad import (
     GaussianStats,
     bootstrap_scores,
     fad_inf,
+    fad_of_rows,
     frechet_distance,
-    gaussian_stats,
     percentile_interval,
 )
 from foley.evaluate.kad import KADScore, class_kad, kad_scorer
@@ -66,14 +66,31 @@ def score_classes(
 ) -> ClassScores:
     """Every generated class against every reference class, or (cross_class False) each against its own only."""
     names = tuple(class_names)
+    matrix = _matrix(names, lambda gen, ref: frechet_distance(reference[ref], generated[gen]), cross_class)
+    return ClassScores(
+        names, matrix, tuple(generated[n].count for n in names), tuple(reference[n].count for n in names)
+    )
+
+
+def score_class_rows(
+    class_names: Sequence[str],
+    generated: Mapping[str, np.ndarray],
+    reference: Mapping[str, GaussianStats],
+    cross_class: bool = True,
+) -> ClassScores:
+    """score_classes of the generated classes' embeddings (N, D), through fad_of_rows (fast when N <= D)."""
+    names = tuple(class_names)
+    matrix = _matrix(names, lambda gen, ref: fad_of_rows(reference[ref], generated[gen]), cross_class)
+    return ClassScores(names, matrix, tuple(len(generated[n]) for n in names), tuple(reference[n].count for n in names))
+
+
+def _matrix(names: tuple[str, ...], distance, cross_class: bool) -> np.ndarray:
     matrix = np.full((len(names), len(names)), np.nan)
     for g, gen in enumerate(names):
         for r, ref in enumerate(names):
             if cross_class or g == r:
-                matrix[g, r] = frechet_distance(reference[ref], generated[gen])
-    return ClassScores(
-        names, matrix, tuple(generated[n].count for n in names), tuple(reference[n].count for n in names)
-    )
+                matrix[g, r] = distance(gen, ref)
+    return matrix
 
 
 METRICS = ("fad", "kad")
@@ -117,7 +134,7 @@ class SetScores:
 def _fad_part(names: tuple[str, ...], clip_embeddings: Mapping[str, Sequence[np.ndarray]],
               reference: Mapping[str, GaussianStats], extras: ExtraStatistics, cross_class: bool) -> dict:
     pooled = {n: np.concatenate([np.asarray(c) for c in clip_embeddings[n]]) for n in names}
-    scores = score_classes(names, {n: gaussian_stats(x) for n, x in pooled.items()}, reference, cross_class)
+    scores = score_class_rows(names, pooled, reference, cross_class)
     part: dict = {"scores": scores}
     if extras.fad_inf:
         part["fad_inf"] = tuple(fad_inf(pooled[n], reference[n], seed=extras.seed + c) for c, n in enumerate(names))
