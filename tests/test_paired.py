@@ -103,3 +103,24 @@ def test_unpaired_runs_and_small_samples_are_named():
         require_paired({"dog": 100, "rain": 100}, {"dog": 100, "rain": 90}, ("a", "b"))
     assert sample_size_warning(100, 128) is not None and "prefer KAD" in sample_size_warning(100, 2048)
     assert sample_size_warning(200, 128) is None
+
+
+def test_saved_runs_pair_clip_by_clip(tmp_path):
+    from foley.evaluate.kad import class_kad
+    from foley.evaluate.paired import paired_runs, saved_scorers
+    from foley.evaluate.saved import EmbeddingSource, load_embeddings, save_embeddings
+
+    source = EmbeddingSource("e", "e (test)", "standard", "standard-0", 3, "r", "id")
+    names = {n: [f"{i:04d}.wav" for i in range(20)] for n in REFERENCE}
+    for run, offset in (("a", 0.0), ("b", 1.0)):
+        generated = {n: clips_like(n, 20, offset, seed=7) for n in REFERENCE}
+        save_embeddings(tmp_path / run, source, generated, names, REFERENCE)
+    a, b = (load_embeddings(tmp_path / run, list(REFERENCE)) for run in "ab")
+    stats = {n: gaussian_stats(r) for n, r in REFERENCE.items()}
+    kad_a = saved_scorers(a, "kad", stats)
+    every = np.arange(20)
+    assert kad_a["dog"](every) == pytest.approx(class_kad(a.reference["dog"], a.generated["dog"]).kad, rel=1e-12)
+    for metric in ("fad", "kad"):
+        assert paired_runs(a, a, metric, stats, ("a", "a"), resamples=30).mean.p_value == 1.0
+        worse = paired_runs(b, a, metric, stats, ("b", "a"), resamples=100)
+        assert worse.mean.difference > 0 and worse.mean.p_value < 0.05

@@ -17,6 +17,9 @@ import numpy as np
 from scipy.stats import kendalltau
 
 from foley.evaluate.bootstrap import ClipScorer, draw_clips, percentile_bounds, resampled_scores
+from foley.evaluate.fad import GaussianStats, fad_scorer
+from foley.evaluate.kad import choose_bandwidth, kad_scorer
+from foley.evaluate.saved import SavedEmbeddings
 from foley.util.errors import FoleyError
 
 
@@ -115,3 +118,34 @@ def rank_agreement(scores: Mapping[str, Sequence[float]]) -> list[RankAgreement]
         tau = float("nan") if len(a) < 2 or np.ptp(a) == 0 or np.ptp(b) == 0 else float(kendalltau(a, b).statistic)
         agreements.append(RankAgreement(first, second, tau, len(a)))
     return agreements
+
+
+# ---------------------------------------------------------------------------------------------
+# Runs' saved embeddings (foley.evaluate.saved) as scorers
+
+
+def saved_scorers(saved: SavedEmbeddings, metric: str, reference: Mapping[str, GaussianStats],
+                  bandwidth_from: str = "reference") -> dict[str, ClipScorer]:
+    """Class -> scorer of the saved generated clips: FAD against `reference` statistics, or KAD against the
+    saved reference embeddings with the bandwidth chosen as the run chose it."""
+    names = tuple(saved.generated)
+    if metric == "fad":
+        return {n: fad_scorer(saved.generated[n], reference[n]) for n in names}
+    if saved.reference is None:
+        raise FoleyError("KAD needs the reference's embeddings, and these saved embeddings hold none "
+                         "(the reference came as statistics only)")
+    scorers = {}
+    for name in names:
+        rows = np.concatenate(saved.generated[name])
+        bandwidth = choose_bandwidth(saved.reference[name], rows, bandwidth_from)
+        scorers[name] = kad_scorer(saved.reference[name], saved.generated[name], bandwidth)
+    return scorers
+
+
+def paired_runs(a: SavedEmbeddings, b: SavedEmbeddings, metric: str, reference: Mapping[str, GaussianStats],
+                labels: tuple[str, str], bandwidth_from: str = "reference", seed: int = 0,
+                resamples: int = 1000) -> PairedTest:
+    """Paired test of run A's score minus run B's, clip i of a class paired with clip i."""
+    require_paired(a.clips(), b.clips(), labels)
+    return paired_bootstrap(saved_scorers(a, metric, reference, bandwidth_from),
+                            saved_scorers(b, metric, reference, bandwidth_from), a.clips(), seed, resamples)
