@@ -18,31 +18,27 @@ import numpy as np
 import torch
 
 from foley.config import Config
-from foley.evaluate.embedders import build_embedder, describe_embedder
-from foley.evaluate.embedding import Embedder, EmbedOptions
+from foley.evaluate.embedders import build_embedder, check_weights
+from foley.evaluate.embedding import EmbedOptions
 from foley.evaluate.floors import FLOORS, floor_audio
-from foley.evaluate.protocols import Protocol, class_files, enforce_inputs, get_protocol
-from foley.evaluate.reference import ReferenceStats, load_reference, reference_digest, require_compatible
-from foley.evaluate.scores import ExtraStatistics, SetScores, score_clips
+from foley.evaluate.folders import Scorer
+from foley.evaluate.protocols import class_files, get_protocol
+from foley.evaluate.scores import ExtraStatistics, SetScores
 from foley.evaluate.tables import FAD_FIELDS, FLOOR_FIELDS, Provenance, ReportSection, fad_rows, render_report
-from foley.models.vggish_weights import missing_weights_message
-from foley.stages.context import StageContext, read_index, write_csv
-from foley.stages.manifest import stage_details, update_fingerprint
-from foley.stages.sample import load_generator, write_clips
-from foley.util.atomic import write_text_atomic
-from foley.util.errors import CheckpointError, ConfigError, DataError
+from foley.stages.context import StageContext, read_index
+from foley.stages.manifest import update_fingerprint
+from foley.stages.sample import load_decoder, write_clips
+from foley.stages.stage import Stage
+from foley.util.atomic import write_csv, write_text_atomic
+from foley.util.errors import ConfigError, DataError
 
-NAME = "evaluate"
-SECTIONS = ("evaluate", "vocoder", "seed")
-UPSTREAM = ("prepare", "train_vqvae", "sample")
 log = logging.getLogger(__name__)
 
 
 def preflight(config: Config) -> None:
     """Fail before any stage runs when evaluation could not: weights or reference missing."""
     settings = config.evaluate
-    if settings.embedder == "vggish" and not Path(settings.vggish_weights).is_file():
-        raise CheckpointError(missing_weights_message(settings.vggish_weights))
+    check_weights(settings.embedder, settings.weights)
     if settings.reference is not None and not Path(settings.reference).exists():
         raise DataError(f"config key 'evaluate.reference': '{settings.reference}' does not exist (give an .npz, "
                         "a folder of <class>/gt_embedding.pkl, or a folder of <class>/*.wav)")
@@ -54,31 +50,25 @@ def preflight(config: Config) -> None:
 def external_inputs(config: Config) -> str:
     """A fingerprint of the files evaluate reads from outside the run: the reference and the weights."""
     digest = hashlib.sha256()
-    for path in (config.evaluate.reference, config.evaluate.vggish_weights):
-        digest.update(b"<none>" if path is None else path.encode())
+    weights = config.evaluate.weights.get(config.evaluate.embedder)
+    for path in (config.evaluate.reference, weights):
+        digest.update(b"<none>" if path is None else str(path).encode())
         if path is not None:
             update_fingerprint(digest, Path(path))
     return digest.hexdigest()[:16]
 
 
 def run(config: Config, ctx: StageContext) -> dict:
-    out = ctx.dir(NAME)
-    settings = config.evaluate
+    out = ctx.out
     names = config.data.eval_class_names
-    embedder = build_embedder(settings.embedder, settings.vggish_weights, ctx.device)
-    protocol = get_protocol(settings.protocol)
-    options = EmbedOptions(settings.batch_size, str(ctx.device), ctx.run_dir / "cache", ctx.progress)
-    reference, provenance = _reference(config, ctx, embedder, protocol, options)
-    extras = ExtraStatistics(settings.fad_inf, settings.bootstrap, seed=config.seed)
-    generated_files = class_files(ctx.dir("sample") / "samples", names)
-    if protocol.official_checks:
-        enforce_inputs(generated_files, settings.relax_checks)
-    generated = score_clips(generated_files, embedder, protocol, reference.stats, extras, options)
-    floors, floors_note = _floors(config, ctx, embedder, protocol, reference, extras, options)
+    scorer = _scorer(config, ctx)
+    generated = scorer.score(class_files(ctx.input("sample", "samples"), names))
+    floors, floors_note = _floors(config, ctx, scorer)
+    provenance = scorer.provenance
     _write_tables(out, generated, floors, provenance)
     write_text_atomic(out / "report.md", render_report(config.name, [ReportSection(generated, provenance, floors, floors_note)]))
     log.info("evaluate: mean FAD %.3f over %d classes (%s / %s)", generated.scores.mean, len(names),
-             embedder.name, protocol.name)
+             provenance.embedder, provenance.protocol)
     return {
         "mean_fad": generated.scores.mean,
         "fad": dict(zip(names, map(float, generated.scores.fad))),
@@ -88,22 +78,19 @@ def run(config: Config, ctx: StageContext) -> dict:
     }
 
 
-def _reference(config: Config, ctx: StageContext, embedder: Embedder, protocol: Protocol,
-               options: EmbedOptions) -> tuple[ReferenceStats, Provenance]:
+def _scorer(config: Config, ctx: StageContext) -> Scorer:
     settings = config.evaluate
-    source = settings.reference or stage_details(ctx.run_dir, "prepare").get("reference_dir")
+    source = settings.reference or ctx.details("prepare").get("reference_dir")
     if source is None:
         raise ConfigError("evaluate has no reference: set data.reference (--reference) or evaluate.reference")
-    names = config.data.eval_class_names
-    reference = load_reference(source, names, embedder, protocol, settings.relax_checks, options)
-    require_compatible(reference, protocol, embedder)
-    provenance = Provenance(embedder.name, describe_embedder(embedder), protocol.name, reference.source,
-                            reference_digest(source, names))
-    return reference, provenance
+    embedder = build_embedder(settings.embedder, settings.weights, ctx.device)
+    options = EmbedOptions(settings.batch_size, str(ctx.device), ctx.run_dir / "cache", ctx.progress)
+    extras = ExtraStatistics(settings.fad_inf, settings.bootstrap, seed=config.seed)
+    return Scorer.open(source, config.data.eval_class_names, embedder, get_protocol(settings.protocol), options,
+                       extras, settings.relax_checks)
 
 
-def _floors(config: Config, ctx: StageContext, embedder: Embedder, protocol: Protocol, reference: ReferenceStats,
-            extras: ExtraStatistics, options: EmbedOptions) -> tuple[dict[str, SetScores], str]:
+def _floors(config: Config, ctx: StageContext, scorer: Scorer) -> tuple[dict[str, SetScores], str]:
     """Score the floors; also returns the report's sentence on how they were made (or why not)."""
     if not config.evaluate.floors:
         return {}, "Not computed (evaluate.floors is false)."
@@ -112,24 +99,23 @@ def _floors(config: Config, ctx: StageContext, embedder: Embedder, protocol: Pro
     if not all(chosen.values()):
         missing = ", ".join(name for name, rows in chosen.items() if not rows)
         return {}, f"Not computed: prepare holds no real reference clips of {missing} (set data.reference)."
-    all_mels = np.load(ctx.dir("prepare") / "mels.npy", mmap_mode="r")
-    generator = load_generator(config, ctx.run_dir, ctx.device)
+    all_mels = np.load(ctx.input("prepare", "mels.npy"), mmap_mode="r")
+    decoder = load_decoder(config, ctx.input, ctx.device)
     results = {}
     for floor in FLOORS:
-        folder = ctx.dir(NAME) / "floors" / floor
+        folder = ctx.out / "floors" / floor
         for name in names:  # one class at a time: memory stays at one class's clips
             mels = torch.from_numpy(np.ascontiguousarray(all_mels[chosen[name]]))
-            audio = floor_audio(floor, mels, generator.autoencoder, generator.vocoder, config.vocoder.batch_size,
+            audio = floor_audio(floor, mels, decoder.autoencoder, decoder.vocoder, config.vocoder.batch_size,
                                 config.audio.clip_samples, ctx.device)
             write_clips(folder / name, list(range(len(audio))), audio, config.audio.sample_rate)
-        files = class_files(folder, names)
-        results[floor] = score_clips(files, embedder, protocol, reference.stats, extras, options, cross_class=False)
+        results[floor] = scorer.score(class_files(folder, names), cross_class=False, checked=False)
         log.info("evaluate: %s floor mean FAD %.3f", floor, results[floor].scores.mean)
     cap = config.evaluate.floor_clips_per_class
     note = (
         f"Real reference clips (prepare's log-mels of {f'at most {cap}' if cap else 'all'} clips "
         f"per class) carried through part of this run's generator, then scored exactly like the generated clips: "
-        f"vocoder floor = real log-mel -> vocoder ({generator.vocoder.name}); reconstruction floor = real log-mel "
+        f"vocoder floor = real log-mel -> vocoder ({decoder.vocoder.name}); reconstruction floor = real log-mel "
         f"-> autoencoder (encode, quantise, decode) -> vocoder. The floors are made from the reference clips "
         f"themselves, so they are optimistic bounds. Vocoder floor -> reconstruction floor is what the codes lose; "
         f"reconstruction floor -> generated is what the prior loses. Clips: `evaluate/floors/<floor>/<class>/`."
@@ -155,3 +141,14 @@ def _write_tables(out: Path, generated: SetScores, floors: dict[str, SetScores],
     header = ("generated \\ reference",) + scores.class_names
     matrix = [dict(zip(header, (name, *(f"{v:.6f}" for v in row)))) for name, row in zip(scores.class_names, scores.matrix)]
     write_csv(out / "fad_matrix.csv", header, matrix)
+
+
+STAGE = Stage(
+    name="evaluate",
+    sections=("evaluate", "vocoder", "seed", "audio", "mel", "data.eval_class_names"),
+    upstream=("prepare", "train_vqvae", "train_vocoder", "sample"),
+    outputs=("fad.csv", "fad_matrix.csv", "floors.csv", "report.md"),
+    run=run,
+    preflight=preflight,
+    external_inputs=external_inputs,
+)

@@ -27,8 +27,9 @@ from foley.train.tasks import AdamTask, AutoencoderTask, PriorTask
 from foley.util import distributed
 from foley.util.checkpoint import checkpoint_header, load_checkpoint
 from foley.util.errors import Interrupted
+from foley.vocoders.hifigan_files import complete_checkpoint_steps
 from foley.vocoders.hifigan_task import HiFiGANTask
-from foley.vocoders.hifigan_training import build_models, complete_checkpoint_steps, peak_normalize
+from foley.vocoders.hifigan_training import build_models, peak_normalize
 
 CPU = torch.device("cpu")
 EXAMPLES = 11  # batches of 4, 4, 3: the last splits 2 + 1 over the ranks

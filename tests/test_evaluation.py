@@ -15,7 +15,7 @@ from foley.evaluate.reference import reference_digest
 from foley.evaluate.scores import ExtraStatistics, score_set
 from foley.evaluate.tables import FAD_FIELDS
 from foley.models.builders import build_autoencoder
-from foley.stages.commands.compare import read_run_fad, require_comparable, run_labels
+from foley.stages.compare import read_run_fad, require_comparable, run_labels
 from foley.util.errors import ConfigError, RunError
 
 

@@ -10,10 +10,12 @@ from toy_hifigan import TOY_HIFIGAN, write_toy_hifigan
 
 import foley.stages.commands.vocoding
 from foley.config import load_config
-from foley.models.hifigan import Generator, HiFiGANConfig, HiFiGANVocoder
+from foley.models.hifigan import Generator, HiFiGANConfig
 from foley.stages.commands.cli import main
 from foley.util.errors import CheckpointError, ConfigError
-from foley.vocoders.build import GriffinLim, build_vocoder, vocode_all
+from foley.vocoders.base import build_vocoder, vocode_all
+from foley.vocoders.griffinlim import GriffinLim
+from foley.vocoders.hifigan import HiFiGANVocoder
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

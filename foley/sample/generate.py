@@ -20,7 +20,7 @@ from foley.models.autoencoder import Autoencoder
 from foley.quantize.stacking import unstack_levels
 from foley.sample.fast import FastSampler
 from foley.sample.reference import clip_seed
-from foley.vocoders.build import Vocoder
+from foley.vocoders.base import Vocoder
 
 
 @dataclass

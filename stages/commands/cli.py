@@ -7,9 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-import yaml
-
-from foley.config import builtin_config_names, config_from_dict, load_config
+from foley.config import builtin_config_names, load_config, run_config
 from foley.stages import STAGE_NAMES
 from foley.stages.commands.bench import add_bench_commands
 from foley.stages.commands.evaluation import add_eval_commands
@@ -84,11 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the pipeline; under torchrun every process runs this (see foley.stages.commands.launch)."""
-    overrides = list(args.overrides)
-    for key, value in (("data.root", args.data), ("data.reference", args.reference), ("device", args.device)):
-        if value is not None:
-            overrides.append(f"{key}={value}")
-    config = load_config(args.config, overrides)
+    config = run_config(args.config, data=args.data, reference=args.reference, device=args.device,
+                        overrides=args.overrides)
     stages = tuple(s.strip() for s in args.stages.split(",")) if args.stages else STAGE_NAMES
     import torch
 
@@ -142,27 +137,17 @@ def _run_here(args: argparse.Namespace, config, stages: tuple[str, ...], device,
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    config_path = args.run_dir / "config.yaml"
-    if not config_path.is_file():
-        raise RunError(f"'{args.run_dir}' is not a foley run folder (no config.yaml); give the --out of a `foley run`")
-    config = config_from_dict(yaml.safe_load(config_path.read_text()))
+    from foley.stages.api import load_run, refuse_existing
+
+    run = load_run(args.run_dir)
     if args.n < 1:
         raise RunError("-n must be at least 1")
-    class_id = _class_id(config, args.class_name)
-    name = config.data.eval_class_names[class_id]
+    name = run.config.data.eval_class_names[run.class_id(args.class_name)]
     folder = (args.out or args.run_dir / "generated") / name
-    existing = [folder / f"{i + 1:04d}.wav" for i in range(args.n) if (folder / f"{i + 1:04d}.wav").exists()]
-    if existing and not args.force:
-        raise RunError(f"{existing[0]} already exists ({len(existing)} clips would be replaced); use another --out or --force")
-    from foley.stages.sample import generate_for, load_generator, write_clips
-    from foley.util.device import resolve_device
-
-    device = resolve_device(args.device or config.device)
-    generator = load_generator(config, args.run_dir, device)
-    seed = config.seed if args.seed is None else args.seed
-    result = generate_for(config, generator, [class_id] * args.n, list(range(args.n)), seed, progress=not args.quiet)
-    paths = write_clips(folder, list(range(args.n)), result.audio, config.audio.sample_rate)
-    log.info("wrote %d clips of %s to %s (seed %d)", len(paths), name, folder, seed)
+    refuse_existing(folder, args.n, args.force)  # before the minutes of sampling
+    clips = run.generate(name, args.n, seed=args.seed, device=args.device, progress=not args.quiet)
+    paths = clips.write(folder, force=True)
+    log.info("wrote %d clips of %s to %s (seed %d)", len(paths), name, folder, clips.seed)
     return 0
 
 
@@ -180,15 +165,6 @@ def cmd_synth_data(args: argparse.Namespace) -> int:
     log.info("development layout: %s\nevaluation layout:  %s", result.dev_dir, result.eval_dir)
     log.info("train on it with: foley run --data %s --reference %s", result.dev_dir, result.eval_dir)
     return 0
-
-
-def _class_id(config, name: str) -> int:
-    for names in (config.data.eval_class_names, config.data.class_names):
-        if name in names:
-            return names.index(name)
-    if name.isdigit() and int(name) < config.class_count:
-        return int(name)
-    raise RunError(f"unknown class '{name}'; classes: {', '.join(config.data.eval_class_names)} (or 0-{config.class_count - 1})")
 
 
 def _setup_logging(quiet: bool, level: int | None = None) -> None:

@@ -11,9 +11,11 @@ import torch
 
 from foley.audio.clips import write_wav
 from foley.config import Config
-from foley.models.hifigan import Generator, HiFiGANConfig, HiFiGANVocoder, benchmark_vocoder
+from foley.models.hifigan import Generator, HiFiGANConfig
 from foley.util.errors import RunError
-from foley.vocoders.build import DCASE_HIFIGAN, GriffinLim, Vocoder, vocode_all
+from foley.vocoders.base import Vocoder, vocode_all
+from foley.vocoders.griffinlim import GriffinLim
+from foley.vocoders.hifigan import DCASE_HIFIGAN, HiFiGANVocoder, benchmark_vocoder
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from foley.stages.context import write_csv
-from foley.util.atomic import atomic_path, write_text_atomic
+from foley.stages.pipeline import artifact
+from foley.util.atomic import atomic_path, write_csv, write_text_atomic
 from foley.util.errors import RunError
 
 STEM = "fad_comparison"
@@ -37,7 +37,7 @@ class RunFAD:
 
 def fad_csv_path(source: Path) -> Path:
     """A run folder's evaluate/fad.csv, or source itself when it is a CSV file."""
-    path = source if source.is_file() else source / "evaluate" / "fad.csv"
+    path = source if source.is_file() else artifact(source, "evaluate", "fad.csv", finished=False)
     if not path.is_file():
         raise RunError(f"'{source}' has no FAD table (expected {path}); run `foley run --stages evaluate` there first")
     return path
