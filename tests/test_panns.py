@@ -10,8 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from foley.models.panns import PannsEmbedder, WavegramLogmelCnn14, load_panns, min_samples
-from foley.models.panns_weights import WEIGHTS_FILE
+from foley.models.panns import WEIGHTS_FILE, PannsEmbedder, WavegramLogmelCnn14, load_panns, min_samples
 from foley.util.errors import AudioError, CheckpointError
 
 
@@ -167,7 +166,7 @@ def checkpoint(tmp_path_factory):
 @pytest.fixture(scope="module")
 def embedder(checkpoint):
     torch.set_num_threads(1)
-    return PannsEmbedder.from_file(checkpoint[0])
+    return PannsEmbedder.load(checkpoint[0])
 
 
 def test_state_dict_has_the_official_layout():

@@ -58,7 +58,7 @@ def test_run_writes_samples_fad_report_and_manifests(toy_run):
     report = (toy_run / "evaluate" / "report.md").read_text()
     assert "Generated class (rows) x reference class (columns)" in report and "builtin-mfcc-v1" in report
     matrix = list(csv.reader(open(toy_run / "evaluate" / "fad_matrix.csv")))
-    assert len(matrix) == 8 and len(matrix[0]) == 8
+    assert len(matrix) == 8 and matrix[0][-1] == "embedder" and len(matrix[0]) == 9 and matrix[1][-1] == "builtin-mfcc-v1"
     assert rows[0]["reference"].startswith("clips in ") and len(rows[0]["reference_id"]) == 12
     assert rows[0]["ci_low"] == rows[0]["fad_inf"] == "" and rows[0]["clips"] == "2"
 

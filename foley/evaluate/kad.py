@@ -24,12 +24,12 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial.distance import cdist, pdist
 
+from foley.config.vocoder_eval import KAD_BANDWIDTH_FROM as BANDWIDTH_FROM
 from foley.evaluate.bootstrap import ClipScorer, clip_rows, draw_clips, percentile_bounds, resampled_scores
 from foley.util.errors import FoleyError
 
 SCALE = 100.0
 GAMMA_EPS = 1e-8
-BANDWIDTH_FROM = ("reference", "generated")
 
 
 def median_pairwise_distance(x: np.ndarray) -> float:

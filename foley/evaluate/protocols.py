@@ -13,6 +13,10 @@ standard is VGGish as frechet-audio-distance and fadtk use it:
 - contiguous non-overlapping 0.96 s examples over the whole clip, i.e. windows of 15,600 samples
   every 15,360 (exactly the examples VGGish's own framing cuts from the clip's log-mel); a clip
   shorter than one window is zero-padded to one, as fadtk pads short clips.
+dcase2024 is the DCASE 2024 Task 7 fadtk fork (panns-wavegram-logmel), which scores that task:
+- the clip read as floats, channels averaged, resampled to the embedder's rate with torchaudio's
+  Kaiser sinc filter and quantised to 16 bits (foley.evaluate.fadtk_loading);
+- the embedder's own framing: for panns-wglm the whole clip at 32 kHz, one 2048-d embedding per clip.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import soundfile as sf
 from scipy.io import wavfile
 
 from foley.audio.clips import resample, to_pcm16
+from foley.evaluate.fadtk_loading import fadtk_samples, read_fadtk
 from foley.util.errors import AudioError, DataError, FoleyError
 
 PEAK_FLOOR = 0.1  # the evaluator's 10 ** (-20 dB / 20): quiet clips are raised by at most 20 dB
@@ -70,6 +75,7 @@ class Framing:
     pcm_values: bool  # 16-bit PCM as integer values (True) or as floats in [-1, 1]
     peak_normalise: bool
     pad_short: bool  # zero-pad a clip shorter than one window (False: it gives no window)
+    fadtk_loading: bool = False  # read as the DCASE 2024 fadtk fork does (Kaiser resampling, 16-bit round trip)
 
     @property
     def key(self) -> str:
@@ -96,6 +102,7 @@ class Protocol:
     peak_normalise: bool
     pad_short: bool
     official_checks: bool  # enforce the official evaluator's input checks
+    fadtk_loading: bool = False
 
     def framing(self, embedder: Any) -> Framing:
         """The windows this protocol cuts for `embedder` (anything with sample_rate, window and hop)."""
@@ -107,7 +114,7 @@ class Protocol:
         window = embedder.window if self.window is None else self.window
         step = embedder.hop if self.step is None else self.step
         return Framing(self.name, embedder.sample_rate, window, step, self.resample, self.pcm_values,
-                       self.peak_normalise, self.pad_short)
+                       self.peak_normalise, self.pad_short, self.fadtk_loading)
 
 
 DCASE2023 = Protocol(
@@ -117,6 +124,10 @@ DCASE2023 = Protocol(
 STANDARD = Protocol(
     name="standard", sample_rate=None, window=None, step=None, resample=True,
     pcm_values=False, peak_normalise=False, pad_short=True, official_checks=False,
+)
+DCASE2024 = Protocol(
+    name="dcase2024", sample_rate=None, window=None, step=None, resample=True, pcm_values=False,
+    peak_normalise=False, pad_short=True, official_checks=False, fadtk_loading=True,
 )
 
 
@@ -165,6 +176,8 @@ def read_samples(source: ClipSource, framing: Framing, data: bytes | None = None
 
     data: the file's bytes when the caller has already read them. AudioError says what is wrong.
     """
+    if framing.fadtk_loading:
+        return _fadtk_read(source, framing.sample_rate, data)
     if isinstance(source, ClipArray):
         samples, rate = np.asarray(source.samples), source.sample_rate
         if framing.pcm_values:
@@ -184,6 +197,15 @@ def read_samples(source: ClipSource, framing: Framing, data: bytes | None = None
     if framing.resample and rate != framing.sample_rate:
         samples = resample(samples, rate, framing.sample_rate).astype(np.float64)
     return samples
+
+
+def _fadtk_read(source: ClipSource, rate: int, data: bytes | None) -> np.ndarray:
+    if not isinstance(source, ClipArray):
+        return read_fadtk(Path(source).read_bytes() if data is None else data, rate)
+    samples = np.asarray(source.samples)
+    if np.issubdtype(samples.dtype, np.integer):
+        samples = samples / 32768.0
+    return fadtk_samples(samples, source.sample_rate, rate)
 
 
 # ---------------------------------------------------------------------------------------------

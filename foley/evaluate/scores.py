@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from foley.config.vocoder_eval import METRICS
 from foley.evaluate.bootstrap import draw_clips, percentile_bounds, resampled_scores
 from foley.evaluate.embedding import Embedder, EmbedOptions, embed_clips
 from foley.evaluate.fad import (
@@ -91,9 +92,6 @@ def _matrix(names: tuple[str, ...], distance, cross_class: bool) -> np.ndarray:
             if cross_class or g == r:
                 matrix[g, r] = distance(gen, ref)
     return matrix
-
-
-METRICS = ("fad", "kad")
 
 
 @dataclass(frozen=True)
@@ -205,17 +203,3 @@ def embed_classes(files_by_class: Mapping[str, Sequence[Path]], embedder: Embedd
                   options: EmbedOptions | None = None) -> dict[str, list[np.ndarray]]:
     """Each class's clips embedded (cached per clip with options.cache_dir): class -> per clip (windows, D)."""
     return {name: embed_clips(files, embedder, protocol, options or EmbedOptions()) for name, files in files_by_class.items()}
-
-
-def score_clips(
-    files_by_class: Mapping[str, Sequence[Path]],
-    embedder: Embedder,
-    protocol: Protocol,
-    reference: Mapping[str, GaussianStats],
-    extras: ExtraStatistics = ExtraStatistics(),
-    options: EmbedOptions = EmbedOptions(),
-    cross_class: bool = True,
-) -> SetScores:
-    """Embed each class's clips (cached per clip with options.cache_dir) and score them with score_set."""
-    return score_set(tuple(files_by_class), embed_classes(files_by_class, embedder, protocol, options), reference,
-                     extras, cross_class)

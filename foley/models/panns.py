@@ -31,8 +31,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from foley.models.panns_frontend import LogmelFilterBank, Spectrogram
-from foley.models.panns_weights import WEIGHTS_FILE, missing_weights_message
 from foley.models.vggish import file_digest
+from foley.registry import EMBEDDERS
 from foley.util.errors import AudioError, CheckpointError
 
 SAMPLE_RATE = 32000
@@ -44,6 +44,8 @@ CLASSES = 527
 EMBEDDING_SIZE = 2048
 WAVEGRAM_GROUPS = 4  # the Wavegram's 128 channels become 4 maps of 32 bins
 CNN_CHANNELS = (128, 256, 512, 1024, 2048)  # conv_block2 ... conv_block6
+WEIGHTS_FILE = "Wavegram_Logmel_Cnn14_mAP=0.439.pth"  # where to get it: foley.registry.EMBEDDERS["panns-wglm"]
+RANDOM_WEIGHTS_ID = "random-weights"
 
 
 class ConvBlock(nn.Module):
@@ -230,9 +232,7 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
 
 def load_panns(path: str | Path, device: torch.device | str = "cpu") -> WavegramLogmelCnn14:
     """The network with the official weights at path, strictly loaded, in eval mode on device."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(missing_weights_message(path))
+    path = EMBEDDERS.entry("panns-wglm").weights.check("panns-wglm", path)
     state = read_checkpoint(path)
     check_state_dict(state, str(path))
     model = WavegramLogmelCnn14()
@@ -240,32 +240,35 @@ def load_panns(path: str | Path, device: torch.device | str = "cpu") -> Wavegram
     return model.eval().requires_grad_(False).to(device)
 
 
-def random_panns(seed: int = 0) -> WavegramLogmelCnn14:
-    """The network with PyTorch's default random initialisation (front end exact): benchmarks and tests only."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return WavegramLogmelCnn14().eval().requires_grad_(False)
-
-
 class PannsEmbedder:
     """The Embedder (see foley.evaluate.embedding) over Wavegram-Logmel-CNN14: one 2048-d embedding per
-    window, the whole window at once, as the DCASE 2024 fadtk fork embeds a whole clip.
+    whole clip (window 0), as the DCASE 2024 fadtk fork embeds a clip.
 
     Windows must hold at least min_samples() samples. Runs on the device of the windows it is given.
     """
 
     sample_rate = SAMPLE_RATE
     dim = EMBEDDING_SIZE
+    window = 0  # the whole clip
+    hop = 0
 
     def __init__(self, model: WavegramLogmelCnn14, weights_id: str) -> None:
         self.model = model
         self.name = f"panns-wglm-{weights_id}"
 
     @classmethod
-    def from_file(cls, path: str | Path, device: torch.device | str = "cpu") -> PannsEmbedder:
-        """Load the weights and name the embedder by the first 12 hex digits of their SHA-256."""
-        model = load_panns(path, device)
-        return cls(model, file_digest(Path(path))[:12])
+    def load(cls, weights: str | Path, device: torch.device | str = "cpu") -> PannsEmbedder:
+        """Load the official weights and name the embedder by the first 12 hex digits of their SHA-256."""
+        model = load_panns(weights, device)
+        return cls(model, file_digest(Path(weights))[:12])
+
+    @classmethod
+    def random(cls, device: torch.device | str = "cpu", seed: int = 0) -> PannsEmbedder:
+        """PyTorch's default random initialisation (exact front end): the right speed, meaningless embeddings."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = WavegramLogmelCnn14().eval().requires_grad_(False).to(device)
+        return cls(model, RANDOM_WEIGHTS_ID)
 
     def description(self) -> str:
         return f"{self.name} (PANNs Wavegram-Logmel-CNN14, 2048-d embedding of the whole clip; weights named by their SHA-256)"
