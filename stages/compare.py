@@ -241,7 +241,8 @@ def render_group(group: list[Series], versus: list[Versus]) -> list[str]:
     lines = [
         f"## {TITLES[metric]}, embedder {embedder}",
         "",
-        f"Protocol {first.scale['protocol']}, reference {first.reference} (content id {first.scale['reference_id']})"
+        f"Embedder {embedder}, protocol {first.scale['protocol']}, reference {first.reference} (content id "
+        f"{first.scale['reference_id']})"
         f"{bandwidth}. Generated clips per class: " + ", ".join(f"{s.label} {_clip_range(s)}" for s in group) + ".",
         "",
         "| class | " + " | ".join(header) + " |",
