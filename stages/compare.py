@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -335,14 +336,16 @@ def plot_bars(groups: list[list[Series]], path: Path) -> None:
     plt.close(fig)
 
 
-def compare_runs(sources: list[Path], out_dir: Path, labels: list[str] | None = None, seed: int = 0,
+def compare_runs(sources: Sequence[str | Path], out_dir: str | Path, labels: Sequence[str] | None = None, seed: int = 0,
                  resamples: int = RESAMPLES) -> list[Path]:
-    """Write the tables (markdown and CSV) and the bar chart for the runs; returns the files written."""
+    """Write the tables (markdown and CSV) and the bar chart for the runs (run folders or fad.csv files)
+    into `out_dir`; returns the files written."""
+    sources, out_dir = [Path(s) for s in sources], Path(out_dir)
+    labels = list(labels) if labels is not None else None
     if len(sources) < 1:
         raise RunError("give at least one run folder")
     if resamples < 2:
         raise RunError(f"the paired tests need at least 2 resamples, got {resamples}")
-    sources = [Path(s) for s in sources]
     runs = [read_run_scores(s, label) for s, label in zip(sources, run_labels(sources, labels))]
     groups = comparable_groups(runs)
     versus = [paired_against_first(group, runs, seed, resamples) for group in groups]

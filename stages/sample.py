@@ -22,6 +22,7 @@ from foley.sample.generate import Generated, generate
 from foley.stages.context import StageContext
 from foley.stages.stage import Stage
 from foley.util.atomic import save_npy_atomic
+from foley.util.device import amp_enabled
 from foley.vocoders.base import Vocoder, build_vocoder
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ def run(config: Config, ctx: StageContext) -> dict:
     save_npy_atomic(out / "codes.npy", result.codes)
     save_npy_atomic(out / "mels.npy", result.mels.astype(np.float32))
     log.info("sample: wrote %d clips per class to %s", per_class, out / "samples")
-    amp = config.amp and ctx.device.type == "cuda"
+    amp = amp_enabled(ctx.device, config.amp)
     return {"per_class": per_class, "vocoder": generator.vocoder.name, "sampler": "fast", "amp": amp}
 
 

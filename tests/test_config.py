@@ -96,3 +96,9 @@ def test_cli_unknown_key_fails_fast_with_one_line(tmp_path):
         "foley: error: unknown config key 'prior.chanel'; did you mean 'prior.channel'?"
     ]
     assert not (tmp_path / "r").exists()
+
+
+def test_the_toy_config_is_the_tests_toy_run():
+    from conftest import TOY
+
+    assert load_config("toy").replace(name="quick") == load_config("quick", TOY)

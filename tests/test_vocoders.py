@@ -51,7 +51,8 @@ def test_missing_files_name_what_is_expected(tmp_path):
     with pytest.raises(ConfigError, match=r"vocoder.hifigan.train.base' names .*nope.json', which does not exist"):
         load_config("quick", ["vocoder.type=hifigan", f"vocoder.hifigan.train.base={tmp_path / 'nope.json'}"])
     load_config("quick", [f"vocoder.hifigan.checkpoint={tmp_path / 'g_nope'}", f"vocoder.hifigan.config={config_json}"])
-    with pytest.raises(CheckpointError, match=r"no trained HiFi-GAN in '.*' \(no g_<step>/do_<step> pair\); run the train_vocoder"):
+    no_pair = r"no trained HiFi-GAN in '.*' \(no g_<step>/do_<step> pair\); run the train_vocoder"
+    with pytest.raises(CheckpointError, match=no_pair):
         build_vocoder(load_config("quick", ["vocoder.type=hifigan"]), trained_dir=tmp_path)
 
 

@@ -36,6 +36,7 @@ from tqdm import tqdm
 
 from foley.evaluate.protocols import ClipArray, ClipSource, Framing, Protocol, clip_windows, describe, read_samples
 from foley.util.atomic import save_npy_atomic
+from foley.util.device import synchronize
 from foley.util.errors import AudioError, FoleyError
 
 
@@ -122,7 +123,8 @@ def embed_clips(
     """Per-clip embeddings (windows, dim) float32, in the order of clips.
 
     Windows of several clips are batched together (options.batch_size per embedder call; whole-clip
-    windows only with clips of the same length) on options.device. With a cache_dir, clips embedded before under the same protocol and embedder
+    windows only with clips of the same length) on options.device. With a cache_dir, clips embedded
+    before under the same protocol and embedder
     are read back instead.
     """
     framing = protocol.framing(embedder)
@@ -177,10 +179,6 @@ class BenchResult:
     seconds: float
 
 
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
 
 def benchmark_embedder(
     embedder: Embedder,
@@ -203,11 +201,11 @@ def benchmark_embedder(
     for size in batch_sizes:
         windows = (torch.rand(size, window, generator=generator, dtype=torch.float64) * 2 - 1).to(device)
         embedder.embed(windows)
-        _synchronize(device)
+        synchronize(device)
         start = time.perf_counter()
         for _ in range(repeats):
             embedder.embed(windows)
-        _synchronize(device)
+        synchronize(device)
         elapsed = time.perf_counter() - start
         results.append(BenchResult(size, size * repeats / elapsed, str(device), elapsed))
     return results

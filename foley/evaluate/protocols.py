@@ -28,7 +28,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -55,7 +55,7 @@ class ClipArray:
     name: str = "array"
 
 
-ClipSource = Union[str, Path, ClipArray]
+ClipSource = str | Path | ClipArray
 
 
 def describe(source: ClipSource) -> str:

@@ -217,12 +217,11 @@ class PixelSNAIL(nn.Module):
         label_hidden: int,
     ) -> None:
         super().__init__()
-        self._model_args = dict(
+        _check_sizes(dict(
             map_shape=tuple(map_shape), vocab_size=vocab_size, n_classes=n_classes, channel=channel,
             kernel_size=kernel_size, n_block=n_block, n_res_block=n_res_block, res_channel=res_channel,
             attention=attention, n_head=n_head, dropout=dropout, label_hidden=label_hidden,
-        )
-        _check_sizes(self._model_args)
+        ))
         self.map_shape = tuple(map_shape)
         self.vocab_size = vocab_size
         self.n_classes = n_classes
@@ -236,10 +235,6 @@ class PixelSNAIL(nn.Module):
         )
         self.embedNet = LabelEmbedding(n_classes, label_hidden, self.map_shape)  # baseline's name
         self.out = nn.Sequential(nn.ELU(), WNConv2d(channel, vocab_size))
-
-    def model_args(self) -> dict:
-        """The constructor's arguments, plain types: ``PixelSNAIL(**model.model_args())`` rebuilds it."""
-        return dict(self._model_args)
 
     def label_map(self, labels: torch.Tensor) -> torch.Tensor:
         """The conditioning map of each label, (B, 1, H, W)."""

@@ -9,7 +9,6 @@ in bf16): faster on a GPU, but the logits are bf16-rounded, so maps may differ f
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 
 import torch
@@ -18,6 +17,7 @@ from tqdm import tqdm
 from foley.models.incremental_pixelsnail import IncrementalPixelSNAIL
 from foley.models.pixelsnail import PixelSNAIL
 from foley.sample.reference import choose_codes, clip_uniforms
+from foley.util.device import amp_enabled, autocast
 
 
 class FastSampler:
@@ -25,9 +25,9 @@ class FastSampler:
 
     def __init__(self, prior: PixelSNAIL, amp: bool = False) -> None:
         self.prior = prior
-        self.amp = amp
         self.device = prior.background.device
-        self.model = IncrementalPixelSNAIL(prior, torch.bfloat16 if amp else None)
+        self.amp = amp_enabled(self.device, amp)
+        self.model = IncrementalPixelSNAIL(prior, torch.bfloat16 if self.amp else None)
 
     @torch.no_grad()
     def __call__(
@@ -58,33 +58,10 @@ class FastSampler:
         self, labels: torch.Tensor, seeds: list[int], temperature: float, top_k: int, bar: tqdm
     ) -> torch.Tensor:
         uniforms = clip_uniforms(seeds, self.model.positions).to(self.device)
-        with self._autocast():
+        with autocast(self.device, self.amp):
             self.model.begin(labels)
             for position in range(self.model.positions):
                 logits = self.model.next_logits()
                 self.model.place(choose_codes(logits, uniforms[:, position], temperature, top_k))
                 bar.update()
         return self.model.codes()
-
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
-
-
-def sample_fast(
-    prior: PixelSNAIL,
-    labels: torch.Tensor,
-    seeds: Sequence[int],
-    temperature: float = 1.0,
-    top_k: int = 0,
-    progress: bool = False,
-    *,
-    amp: bool = False,
-    batch_size: int | None = None,
-) -> torch.Tensor:
-    """Sample (B, H, W) code maps; the same maps as ``sample_reference`` for the same seeds (float32).
-
-    ``amp``: bf16 autocast on the prior's device. ``batch_size``: clips sampled together (memory
-    grows linearly with it; see ``IncrementalPixelSNAIL.state_bytes``); None samples all at once.
-    To sample several batches with one model, build a ``FastSampler`` once and call it.
-    """
-    return FastSampler(prior, amp)(labels, seeds, temperature, top_k, progress, batch_size)

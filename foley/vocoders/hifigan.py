@@ -14,6 +14,7 @@ import torch
 
 from foley.config import Config
 from foley.models.hifigan import Generator, HiFiGANConfig, load_generator
+from foley.util.device import synchronize
 from foley.util.errors import CheckpointError, ConfigError
 from foley.vocoders.hifigan_files import CONFIG_NAME, checkpoint_paths, latest_checkpoint_steps
 
@@ -107,11 +108,11 @@ def benchmark_vocoder(
         mel = torch.randn(batch, vocoder.num_mels, frames, generator=torch.Generator().manual_seed(0)) - 5.0
         for _ in range(warmup):
             vocoder(mel)
-        _synchronize(vocoder.device)
+        synchronize(vocoder.device)
         start = time.perf_counter()
         for _ in range(repeats):
             vocoder(mel)
-        _synchronize(vocoder.device)
+        synchronize(vocoder.device)
         seconds = (time.perf_counter() - start) / repeats
         audio_seconds = batch * frames * vocoder.hop_length / vocoder.sample_rate
         rows.append({
@@ -121,10 +122,6 @@ def benchmark_vocoder(
         })
     return rows
 
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def hifigan_files(config: Config, trained_dir: str | Path | None) -> tuple[Path, Path]:

@@ -288,7 +288,8 @@ def _restore_pair(directory: str | Path, steps: int, generator_state: dict, stat
         try:
             getattr(optimizers, name).load_state_dict(state[name])
         except (ValueError, KeyError) as err:
-            raise CheckpointError(f"'{name}' in '{checkpoint_paths(directory, steps)[1]}' does not fit the models ({err})") from None
+            where = checkpoint_paths(directory, steps)[1]
+            raise CheckpointError(f"'{name}' in '{where}' does not fit the models ({err})") from None
     _rebuild_schedulers(optimizers, models.config, state["epoch"])
     extra = {key: value for key, value in state.items() if key not in DISCRIMINATOR_KEYS}
     return TrainingProgress(steps=int(state["steps"]), epoch=int(state["epoch"]), extra=extra)

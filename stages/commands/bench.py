@@ -24,12 +24,16 @@ CLIP_SECONDS = 4  # bench fad reports clips per second for DCASE's 4 s clips
 
 def add_bench_sample(benches: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     sample = benches.add_parser("sample", parents=[common], help="reference vs fast prior sampler: seconds per clip")
-    sample.add_argument("--size", choices=tuple(PRIOR_SIZES), default="small", help="prior size (default small; baseline: the DCASE prior)")
+    sample.add_argument("--size", choices=tuple(PRIOR_SIZES), default="small",
+                        help="prior size (default small; baseline: the DCASE prior)")
     sample.add_argument("--batch", type=int, default=16, help="clips sampled together (default 16)")
     sample.add_argument("--map", default=DCASE_MAP, help="prior map HEIGHTxWIDTH (default 20x86; the RVQ map is 40x43)")
-    sample.add_argument("--reference-rows", type=int, default=3, help="time the reference on this many rows and extrapolate (default 3); 0 times the whole run")
-    sample.add_argument("--dcase-set", choices=("auto", "on", "off"), default="auto", help="also time 100 clips x 7 classes, prior + decode + vocode (auto: on a GPU with the 20x86 map)")
-    sample.add_argument("--dcase-batch", type=int, default=700, help="prior batch for the DCASE set (default 700: all clips at once)")
+    sample.add_argument("--reference-rows", type=int, default=3,
+                        help="time the reference on this many rows and extrapolate (default 3); 0 times the whole run")
+    sample.add_argument("--dcase-set", choices=("auto", "on", "off"), default="auto",
+                        help="also time 100 clips x 7 classes, prior + decode + vocode (auto: on a GPU with the 20x86 map)")
+    sample.add_argument("--dcase-batch", type=int, default=700,
+                        help="prior batch for the DCASE set (default 700: all clips at once)")
     sample.add_argument("--device", help="auto, cpu, cuda or cuda:N (default auto)")
     sample.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     sample.add_argument("--amp", action="store_true", help="run the fast sampler under bf16 autocast")
@@ -111,7 +115,10 @@ def cmd_bench_fad(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device or "auto")
     random_weights = entry.weights is not None and given is None
-    embedder = random_embedder(args.embedder, device) if random_weights else build_embedder(args.embedder, weights_from(args), device)
+    if random_weights:
+        embedder = random_embedder(args.embedder, device)
+    else:
+        embedder = build_embedder(args.embedder, weights_from(args), device)
     protocol = get_protocol(args.protocol or ("dcase2023" if embedder.sample_rate == DCASE2023.sample_rate else "dcase2024"))
     framing = protocol.framing(embedder)
     clip_rate = 22050 if not framing.resample else framing.sample_rate

@@ -29,6 +29,7 @@ from foley.sample.generate import Generated, generate
 from foley.sample.reference import clip_seed, clip_uniforms, reference_step, sample_reference
 from foley.stages.commands.bench_sizes import DCASE_MAP, N_CLASSES, PRIOR_SIZES, VOCAB_SIZE
 from foley.stages.commands.vocoding import dcase_vocoder
+from foley.util.device import synchronize
 from foley.util.shapes import mel_frames
 from foley.vocoders.base import Vocoder
 
@@ -220,13 +221,9 @@ def format_sample_bench(result: SampleBench) -> str:
 
 
 def _timed(fn: Callable[[], Any], device: torch.device) -> tuple[Any, float]:
-    _synchronize(device)
+    synchronize(device)
     start = time.perf_counter()
     result = fn()
-    _synchronize(device)
+    synchronize(device)
     return result, time.perf_counter() - start
 
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)

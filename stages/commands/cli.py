@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    run = commands.add_parser("run", parents=[common], help="run the pipeline (default: the quick CPU demo on the built-in synthetic set)")
+    run = commands.add_parser("run", parents=[common],
+                              help="run the pipeline (default: the quick CPU demo on the built-in synthetic set)")
     run.add_argument("--config", default=None, help=f"built-in config ({', '.join(sorted(builtin_config_names()))}) or YAML path")
     run.add_argument("--data", help="DCASE development-layout folder (sets data.root)")
     run.add_argument("--reference", help="evaluation-layout folder of real clips for FAD (sets data.reference)")

@@ -44,10 +44,12 @@ def mel_files(source: Path) -> list[Path]:
     if source.is_dir():
         files = sorted(p for p in source.glob("*.npy") if p.is_file())
         if not files:
-            raise RunError(f"folder '{source}' holds no .npy files (expected log-mels of shape (n_mels, frames) or (N, n_mels, frames))")
+            raise RunError(f"folder '{source}' holds no .npy files (expected log-mels of shape (n_mels, frames) "
+                           "or (N, n_mels, frames))")
         return files
     if not source.is_file():
-        raise RunError(f"input '{source}' does not exist; give a .npy log-mel (n_mels x frames or N x n_mels x frames) or a folder of them")
+        raise RunError(f"input '{source}' does not exist; give a .npy log-mel (n_mels x frames or N x n_mels x frames) "
+                       "or a folder of them")
     return [source]
 
 
