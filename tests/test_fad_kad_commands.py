@@ -103,3 +103,11 @@ def test_panns_under_dcase2024_embeds_each_whole_clip_as_the_fork_loads_it(tmp_p
     alone = embedder.embed(torch.from_numpy(clip)[None]).numpy()[0]
     saved = np.load(saved_dir / "rain" / "generated.npy")
     np.testing.assert_allclose(saved[1], alone, rtol=1e-5, atol=1e-5 * np.abs(alone).max())
+
+
+@pytest.mark.slow
+def test_bench_fad_times_panns_on_whole_clips_with_random_weights(capsys, one_torch_thread):
+    assert main(["bench", "fad", "--embedder", "panns-wglm", "--batch-sizes", "1", "--repeats", "1", "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert "panns-wglm-random-weights (random weights" in printed and "protocol dcase2024 (1 embeddings per 4 s clip)" in printed
+    assert "batch    1:" in printed
