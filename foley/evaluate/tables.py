@@ -219,7 +219,8 @@ def format_table(result: SetScores, provenance: Provenance) -> str:
     if result.kad is not None:
         columns += [("KAD", 10)] + [("95% CI", 21)] * bool(result.kad[0].resamples)
     header = f"{'class':<22} " + " ".join(f"{title:>{width}}" for title, width in columns) + f" {'clips':>6} {'embeddings':>10}"
-    lines = [f"Scores per class: {provenance.sentence()}", header]
+    title = " and ".join(m for m, on in (("FAD", result.scores is not None), ("KAD", result.kad is not None)) if on)
+    lines = [f"{title} per class: {provenance.sentence()}", header]
     for index, name in [*enumerate(result.class_names), (None, "mean")]:
         values = _plain_values(result, index)
         clips = sum(result.clips) if index is None else result.clips[index]
