@@ -10,7 +10,9 @@ saved embeddings (evaluate/embeddings/<embedder>/, evaluate.save_embeddings); wi
 columns say n/a. With two or more such tables, Kendall's tau between the orderings of the runs by
 their mean scores tells whether the embedders and metrics agree. Runs whose scores were made with a
 different protocol or reference (content id), or over other classes, are refused.
-Writes fad_comparison.md, fad_comparison.csv and fad_comparison.png (grouped bars, Agg backend).
+Writes fad_comparison.md, fad_comparison.csv and fad_comparison.png (grouped bars, Agg backend),
+and codes_comparison.csv: per run, its codes' bitrate, entropy, perplexity, unused codes,
+reconstruction error and floors (foley.stages.compare_codes), also the markdown's last section.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from foley.evaluate.fad import sample_size_warning
 from foley.evaluate.paired import PairedTest, paired_runs, rank_agreement
 from foley.evaluate.reference import load_reference_npz
 from foley.evaluate.saved import STATS_FILE, is_saved_folder, load_embeddings
+from foley.stages.compare_codes import CODES_STEM, codes_rows, render_codes_markdown
 from foley.stages.pipeline import artifact
 from foley.util.atomic import atomic_path, write_csv, write_text_atomic
 from foley.util.errors import FoleyError, RunError
@@ -346,15 +349,18 @@ def compare_runs(sources: Sequence[str | Path], out_dir: str | Path, labels: Seq
         raise RunError("give at least one run folder")
     if resamples < 2:
         raise RunError(f"the paired tests need at least 2 resamples, got {resamples}")
-    runs = [read_run_scores(s, label) for s, label in zip(sources, run_labels(sources, labels))]
+    names = run_labels(sources, labels)
+    runs = [read_run_scores(s, label) for s, label in zip(sources, names)]
     groups = comparable_groups(runs)
     versus = [paired_against_first(group, runs, seed, resamples) for group in groups]
     for group in groups:
         caution = sample_size_warning(min(group[0].clips[:-1]), group[0].dim) if group[0].metric == "fad" else None
         if caution:
             log.warning("compare: %s: %s", group[0].key[0], caution)
-    paths = [out_dir / f"{STEM}.md", out_dir / f"{STEM}.csv", out_dir / f"{STEM}.png"]
-    write_text_atomic(paths[0], render_markdown(groups, versus))
+    fields, codes = codes_rows(sources, names)
+    paths = [out_dir / f"{STEM}.md", out_dir / f"{STEM}.csv", out_dir / f"{STEM}.png", out_dir / f"{CODES_STEM}.csv"]
+    write_text_atomic(paths[0], render_markdown(groups, versus) + "\n" + render_codes_markdown(codes))
     write_csv(paths[1], *table_rows(groups, versus))
     plot_bars(groups, paths[2])
+    write_csv(paths[3], fields, codes)
     return paths

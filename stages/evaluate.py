@@ -1,13 +1,15 @@
 """evaluate: per-class FAD and/or KAD of the generated clips, and of the quality floors, against the reference.
 
 The embedders (one, or several: evaluate.embedders), protocol, metrics and reference come from the
-config's evaluate section (reference null: the real clips prepare read, data.reference or the
-synthetic held-out set). Writes, with a block of rows per embedder, fad.csv (per class and mean;
-KAD, CIs and FAD-inf when enabled), fad_matrix.csv (generated class x reference class, for each
-embedder with FAD), floors.csv with floors/<vocoder|reconstruction>/<class>/NNNN.wav (real clips
-through the run's vocoder, and through its autoencoder and vocoder), report.md (a section per
-embedder), and with evaluate.save_embeddings embeddings/<embedder>/ (foley.evaluate.saved).
-Embeddings are cached in <run>/cache, keyed by clip content, embedder and framing.
+config's evaluate section (reference null: the clips prepare made of data.reference or the
+synthetic held-out set, prepare/reference/). Writes, with a block of rows per embedder, fad.csv
+(per class and mean; KAD, CIs and FAD-inf when enabled), fad_matrix.csv (generated class x reference
+class, for each embedder with FAD), floors.csv with floors/<vocoder|reconstruction>/<class>/NNNN.wav
+(real clips through the run's vocoder, and through its autoencoder and vocoder; for an autoencoder
+trained with quantizer dropout also reconstruction_k, decoding its first k levels), report.md (a
+section per embedder, then the codes' statistics per level that extract_codes recorded), and with
+evaluate.save_embeddings embeddings/<embedder>/ (foley.evaluate.saved). Embeddings are cached in
+<run>/cache, keyed by clip content, embedder and framing.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ import numpy as np
 import torch
 
 from foley.config import Config
+from foley.evaluate.code_tables import floor_fads_by_levels, levels_section
 from foley.evaluate.embedders import build_embedder, check_weights
 from foley.evaluate.embedding import EmbedOptions, safe_name
-from foley.evaluate.floors import FLOORS, floor_audio
+from foley.evaluate.floors import FLOORS, floor_audio, level_floors
 from foley.evaluate.folders import Scorer
 from foley.evaluate.protocols import class_files, get_protocol
 from foley.evaluate.reference import holds_embeddings
@@ -46,7 +49,7 @@ def preflight(config: Config) -> None:
         check_weights(name, settings.weights)
     if settings.reference is not None and not Path(settings.reference).exists():
         raise DataError(f"config key 'evaluate.reference': '{settings.reference}' does not exist (give an .npz, "
-                        "a folder of <class>/gt_embedding.pkl, of saved embeddings, or of <class>/*.wav)")
+                        "a folder of <class>/gt_embedding.pkl, of saved embeddings, or of <class>/<audio files>)")
     if settings.reference is not None and "kad" in settings.metrics and not holds_embeddings(settings.reference):
         raise ConfigError(f"evaluate.metrics has kad, which needs the reference's embeddings, but evaluate.reference "
                           f"'{settings.reference}' holds statistics only; give clips or saved embeddings, or drop kad")
@@ -83,7 +86,10 @@ def run(config: Config, ctx: StageContext) -> dict:
         log.info("evaluate: %s over %d classes (%s / %s)", _means(generated), len(names), scorer.provenance.embedder,
                  scorer.provenance.protocol)
     _write_tables(ctx.out, sections)
-    write_text_atomic(ctx.out / "report.md", render_report(config.name, sections))
+    floor_means = {f: r.scores.mean for f, r in sections[0].floors.items() if r.scores is not None}
+    codes = ctx.details("extract_codes")
+    codes_section = levels_section(codes, floor_fads_by_levels(floor_means, codes.get("levels", 0)))
+    write_text_atomic(ctx.out / "report.md", render_report(config.name, sections) + "\n" + "\n".join(codes_section))
     return _details(sections)
 
 
@@ -110,7 +116,9 @@ def _details(sections: list[ReportSection]) -> dict:
 
 def _scorer(config: Config, ctx: StageContext, embedder_name: str) -> Scorer:
     settings = config.evaluate
-    source = settings.reference or ctx.details("prepare").get("reference_dir")
+    source = settings.reference
+    if source is None and ctx.details("prepare").get("reference_dir") is not None:
+        source = ctx.input("prepare", "reference")  # the clips prepare made of data.reference (or the synthetic set)
     if source is None:
         raise ConfigError("evaluate has no reference: set data.reference (--reference) or evaluate.reference")
     embedder = build_embedder(embedder_name, settings.weights, ctx.device)
@@ -134,12 +142,13 @@ def _write_floors(config: Config, ctx: StageContext) -> tuple[dict[str, dict[str
     all_mels = np.load(ctx.input("prepare", "mels.npy"), mmap_mode="r")
     decoder = load_decoder(config, ctx.input, ctx.device)
     files = {}
-    for floor in FLOORS:
+    plan = {**{floor: None for floor in FLOORS}, **level_floors(decoder.autoencoder)}
+    for floor, levels in plan.items():
         folder = ctx.out / "floors" / floor
         for name in names:  # one class at a time: memory stays at one class's clips
             mels = torch.from_numpy(np.ascontiguousarray(all_mels[chosen[name]]))
-            audio = floor_audio(floor, mels, decoder.autoencoder, decoder.vocoder, config.vocoder.batch_size,
-                                config.audio.clip_samples, ctx.device)
+            audio = floor_audio("reconstruction" if levels else floor, mels, decoder.autoencoder, decoder.vocoder,
+                                config.vocoder.batch_size, config.audio.clip_samples, ctx.device, levels)
             write_clips(folder / name, list(range(len(audio))), audio, config.audio.sample_rate)
         files[floor] = class_files(folder, names)
     cap = config.evaluate.floor_clips_per_class
@@ -147,11 +156,20 @@ def _write_floors(config: Config, ctx: StageContext) -> tuple[dict[str, dict[str
         f"Real reference clips (prepare's log-mels of {f'at most {cap}' if cap else 'all'} clips "
         f"per class) carried through part of this run's generator, then scored exactly like the generated clips: "
         f"vocoder floor = real log-mel -> vocoder ({decoder.vocoder.name}); reconstruction floor = real log-mel "
-        f"-> autoencoder (encode, quantise, decode) -> vocoder. The floors are made from the reference clips "
-        f"themselves, so they are optimistic bounds. Vocoder floor -> reconstruction floor is what the codes lose; "
-        f"reconstruction floor -> generated is what the prior loses. Clips: `evaluate/floors/<floor>/<class>/`."
+        f"-> autoencoder (encode, quantise, decode) -> vocoder{_level_note(plan)}. The floors are made from the "
+        f"reference clips themselves, so they are optimistic bounds. Vocoder floor -> reconstruction floor is what "
+        f"the codes lose; reconstruction floor -> generated is what the prior loses. Clips: "
+        f"`evaluate/floors/<floor>/<class>/`."
     )
     return files, note
+
+
+def _level_note(plan: dict[str, int | None]) -> str:
+    levels = [k for k in plan.values() if k]
+    if not levels:
+        return ""
+    return (f"; the autoencoder was trained with quantizer dropout, so its reconstruction floor is also made "
+            f"decoding only the first {', '.join(map(str, levels))} levels")
 
 
 def _floor_rows(ctx: StageContext, names: tuple[str, ...], cap: int) -> dict[str, list[int]]:
@@ -180,7 +198,7 @@ def _write_tables(out: Path, sections: list[ReportSection]) -> None:
 STAGE = Stage(
     name="evaluate",
     sections=("evaluate", "vocoder", "seed", "audio", "mel", "data.eval_class_names"),
-    upstream=("prepare", "train_vqvae", "train_vocoder", "sample"),
+    upstream=("prepare", "train_vqvae", "extract_codes", "train_vocoder", "sample"),
     outputs=("fad.csv", "fad_matrix.csv", "floors.csv", "report.md", "embeddings"),
     run=run,
     preflight=preflight,

@@ -6,12 +6,14 @@ import csv
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 from test_eval_commands import write_clip_set
 
+from foley.audio.resampling import kaiser_best
 from foley.evaluate.fad import gaussian_stats
-from foley.evaluate.fadtk_loading import read_fadtk
 from foley.evaluate.kad import class_kad
+from foley.evaluate.protocols import DCASE2024, STANDARD, ClipArray, pcm16_round_trip, read_samples
 from foley.evaluate.saved import load_embeddings
 from foley.evaluate.scores import ExtraStatistics, score_set
 from foley.models.panns import WEIGHTS_FILE, PannsEmbedder
@@ -24,6 +26,35 @@ CLASSES = ["dog_bark", "footstep", "gunshot", "keyboard", "moving_motor_vehicle"
 def clip_sets(tmp_path_factory):
     root = tmp_path_factory.mktemp("clips")
     return write_clip_set(root / "generated", 1), write_clip_set(root / "reference", 2)
+
+
+def fork_loading(path, rate):
+    """The DCASE 2024 fork's loading, written out: float32 samples, channels averaged, fadtk's resampler,
+    16-bit PCM written (x * 32768, rounded, clipped) and read back / 32768."""
+    samples, original = sf.read(path, dtype="float32", always_2d=True)
+    resampled = kaiser_best(samples.mean(axis=1), original, rate)
+    return np.clip(np.round(resampled * 32768), -32768, 32767) / 32768
+
+
+def test_dcase2024_reads_as_the_fork_stores_its_clips(tmp_path):
+    embedder = PannsEmbedder  # its rate and framing are class attributes: no weights needed
+    framing = DCASE2024.framing(embedder)
+    assert (framing.sample_rate, framing.window, framing.pcm16_round_trip) == (32000, 0, True)
+    assert framing.key != STANDARD.framing(embedder).key
+    rng = np.random.default_rng(0)
+    values = rng.integers(-32768, 32768, size=3000).astype(np.int16)
+    sf.write(tmp_path / "a.wav", values, 32000, subtype="PCM_16")
+    np.testing.assert_array_equal(read_samples(tmp_path / "a.wav", framing), values / 32768.0)  # unchanged
+    stereo = (rng.uniform(-0.6, 0.6, (4410, 2)) * 32767).astype(np.int16)
+    sf.write(tmp_path / "b.flac", stereo, 44100, subtype="PCM_16", format="FLAC")
+    ours = read_samples(tmp_path / "b.flac", framing)
+    expected = fork_loading(tmp_path / "b.flac", 32000)
+    assert ours.shape == expected.shape == (3200,) and np.abs(ours - expected).max() <= 1 / 32768
+    assert np.mean(ours != expected) < 0.01  # float32 (fork) and float64 channel means round alike but for ties
+    np.testing.assert_array_equal(pcm16_round_trip(np.array([1.5, -2.0, 0.25, 0.9 / 65536])),
+                                  [32767 / 32768, -1.0, 0.25, 0.0])
+    as_array = read_samples(ClipArray(stereo, 44100), framing)
+    np.testing.assert_array_equal(as_array, ours)  # an in-memory clip reads as its file
 
 
 def fad(generated, reference, *extra):
@@ -98,7 +129,7 @@ def test_panns_under_dcase2024_embeds_each_whole_clip_as_the_fork_loads_it(tmp_p
     assert rows[0]["embedder"].startswith("panns-wglm-") and rows[0]["protocol"] == "dcase2024"
     assert (rows[0]["clips"], rows[0]["n_generated"], rows[0]["dim"]) == ("2", "2", "2048")  # one embedding per clip
     embedder = PannsEmbedder.load(panns_checkpoint)
-    clip = read_fadtk((generated / "rain" / "0002.wav").read_bytes(), 32000)
+    clip = fork_loading(generated / "rain" / "0002.wav", 32000)
     assert clip.size == 64000  # 2 s at 22,050 Hz -> 32 kHz
     alone = embedder.embed(torch.from_numpy(clip)[None]).numpy()[0]
     saved = np.load(saved_dir / "rain" / "generated.npy")

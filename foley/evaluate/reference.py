@@ -103,7 +103,7 @@ def reference_from_folder(
     relax_checks: bool = False,
     options: EmbedOptions | None = None,
 ) -> ReferenceStats:
-    """Embeddings and statistics of root/<class>/*.wav per class (embeddings cached per clip with
+    """Embeddings and statistics of root/<class>/<audio files> per class (embeddings cached per clip with
     options.cache_dir); under dcase2023 the official input checks apply."""
     files = class_files(root, class_names)
     if protocol.official_checks:
@@ -150,7 +150,7 @@ def load_reference(
     options: EmbedOptions | None = None,
 ) -> ReferenceStats:
     """Reference statistics from an .npz, a folder of <class>/gt_embedding.pkl, a folder of saved
-    embeddings, or a folder of <class>/*.wav.
+    embeddings, or a folder of <class>/<audio files>.
 
     Clips need the embedder and protocol, and are embedded with options.
     """
