@@ -27,7 +27,7 @@ import numpy as np
 
 from foley.evaluate.embedding import safe_name
 from foley.evaluate.fad import sample_size_warning
-from foley.evaluate.paired import PairedTest, paired_runs, rank_agreement
+from foley.evaluate.paired import PairedTest, paired_test, rank_agreement, require_paired, saved_draws
 from foley.evaluate.reference import load_reference_npz
 from foley.evaluate.saved import STATS_FILE, is_saved_folder, load_embeddings
 from foley.stages.compare_codes import CODES_STEM, codes_rows, render_codes_markdown
@@ -40,7 +40,7 @@ AVERAGE = "average"
 SCALE_KEYS = ("embedder", "protocol", "reference_id")
 METRIC_COLUMNS = {"fad": ("fad", "ci_low", "ci_high"), "kad": ("kad", "kad_ci_low", "kad_ci_high")}
 TITLES = {"fad": "FAD", "kad": "KAD"}
-RESAMPLES = 1000
+RESAMPLES = 200
 log = logging.getLogger(__name__)
 
 
@@ -193,7 +193,8 @@ def _require_reproduced(test: PairedTest, series: Series, first: Series) -> None
 
 
 def paired_against_first(group: list[Series], runs: list[RunScores], seed: int, resamples: int) -> list[Versus]:
-    """Each run after the first against the first, clip by clip, from the saved embeddings."""
+    """Each run after the first against the first, clip by clip, from the saved embeddings (every run
+    scored once on the shared draws)."""
     first = group[0]
     embedder, metric = first.key
     folders = [embeddings_folder(run, embedder) for run in runs]
@@ -202,14 +203,16 @@ def paired_against_first(group: list[Series], runs: list[RunScores], seed: int, 
     names = list(first.classes[:-1])
     saved = [load_embeddings(folder, names) for folder in folders]
     reference = load_reference_npz(folders[0] / STATS_FILE, names).stats
+    bandwidth = first.bandwidth_from or "reference"
+    baseline = saved_draws(saved[0], metric, reference, bandwidth, seed, resamples)
     versus = []
     for series, other in zip(group[1:], saved[1:]):
         try:
-            test = paired_runs(other, saved[0], metric, reference, (series.label, first.label),
-                               first.bandwidth_from or "reference", seed, resamples)
-        except FoleyError as err:  # e.g. other numbers of clips per class: no pairs
+            require_paired(other.clips(), saved[0].clips(), (series.label, first.label))
+        except FoleyError as err:  # other numbers of clips per class: no pairs
             versus.append(Versus(series.label, None, str(err)))
             continue
+        test = paired_test(saved_draws(other, metric, reference, bandwidth, seed, resamples), baseline)
         _require_reproduced(test, series, first)
         versus.append(Versus(series.label, test))
     return versus

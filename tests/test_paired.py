@@ -107,7 +107,7 @@ def test_unpaired_runs_and_small_samples_are_named():
 
 def test_saved_runs_pair_clip_by_clip(tmp_path):
     from foley.evaluate.kad import class_kad
-    from foley.evaluate.paired import paired_runs, saved_scorers
+    from foley.evaluate.paired import paired_test, saved_draws, saved_scorers
     from foley.evaluate.saved import EmbeddingSource, load_embeddings, save_embeddings
 
     source = EmbeddingSource("e", "e (test)", "standard", "standard-0", 3, "r", "id")
@@ -121,6 +121,9 @@ def test_saved_runs_pair_clip_by_clip(tmp_path):
     every = np.arange(20)
     assert kad_a["dog"](every) == pytest.approx(class_kad(a.reference["dog"], a.generated["dog"]).kad, rel=1e-12)
     for metric in ("fad", "kad"):
-        assert paired_runs(a, a, metric, stats, ("a", "a"), resamples=30).mean.p_value == 1.0
-        worse = paired_runs(b, a, metric, stats, ("b", "a"), resamples=100)
+        first = saved_draws(a, metric, stats, resamples=100)
+        assert paired_test(first, saved_draws(a, metric, stats, resamples=100)).mean.p_value == 1.0
+        worse = paired_test(saved_draws(b, metric, stats, resamples=100), first)
         assert worse.mean.difference > 0 and worse.mean.p_value < 0.05
+        with pytest.raises(FoleyError, match="same draws"):
+            paired_test(saved_draws(b, metric, stats, resamples=50), first)

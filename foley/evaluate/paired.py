@@ -56,6 +56,39 @@ class PairedTest:
     mean: PairedDifference  # of the mean over classes
 
 
+@dataclass(frozen=True)
+class ScoredDraws:
+    """One run scored on every clip and on each bootstrap draw, per class (class c drawn from seed + c):
+    what a paired test needs of it, so that a run compared with several others is scored once."""
+
+    classes: tuple[str, ...]
+    clips: tuple[int, ...]
+    estimates: np.ndarray  # (classes,): the score of all clips
+    resampled: np.ndarray  # (classes, resamples)
+    seed: int
+
+
+def score_draws(scorers: Mapping[str, ClipScorer], clips: Mapping[str, int], seed: int = 0,
+                resamples: int = 1000) -> ScoredDraws:
+    """scorers: class -> scorer of drawn clip indices (foley.evaluate.fad.fad_scorer, kad.kad_scorer);
+    clips: class -> its number of clips."""
+    names = tuple(clips)
+    if set(scorers) != set(names):
+        raise FoleyError(f"scorers for classes {', '.join(sorted(scorers))}, clips for {', '.join(names)}")
+    estimates = [scorers[n](np.arange(clips[n])) for n in names]
+    resampled = [resampled_scores(scorers[n], draw_clips(clips[n], resamples, seed + c)) for c, n in enumerate(names)]
+    return ScoredDraws(names, tuple(clips[n] for n in names), np.array(estimates), np.stack(resampled), seed)
+
+
+def paired_test(a: ScoredDraws, b: ScoredDraws, confidence: float = 0.95) -> PairedTest:
+    """A - B per class and for the mean over classes, from both runs' scores on the same draws."""
+    if (a.classes, a.clips, a.seed, a.resampled.shape) != (b.classes, b.clips, b.seed, b.resampled.shape):
+        raise FoleyError("a paired test needs both runs scored on the same draws (classes, clips, seed, resamples)")
+    estimates, resampled = a.estimates - b.estimates, a.resampled - b.resampled
+    per_class = tuple(_difference(float(e), r, confidence) for e, r in zip(estimates, resampled))
+    return PairedTest(a.classes, per_class, _difference(float(estimates.mean()), resampled.mean(axis=0), confidence))
+
+
 def paired_bootstrap(
     scorers_a: Mapping[str, ClipScorer],
     scorers_b: Mapping[str, ClipScorer],
@@ -64,23 +97,10 @@ def paired_bootstrap(
     resamples: int = 1000,
     confidence: float = 0.95,
 ) -> PairedTest:
-    """Paired test of A - B per class (class c's draws from seed + c) and for the mean over classes.
-
-    scorers_*: class -> scorer of drawn clip indices (foley.evaluate.fad.fad_scorer, kad.kad_scorer);
-    clips: class -> its number of clips, the same in both runs.
-    """
-    names = tuple(clips)
-    if set(scorers_a) != set(names) or set(scorers_b) != set(names):
-        raise FoleyError("the paired test needs the same classes in both runs")
-    estimates, resampled = [], []
-    for c, name in enumerate(names):
-        draws = draw_clips(clips[name], resamples, seed + c)
-        every = np.arange(clips[name])
-        estimates.append(scorers_a[name](every) - scorers_b[name](every))
-        resampled.append(resampled_scores(scorers_a[name], draws) - resampled_scores(scorers_b[name], draws))
-    per_class = tuple(_difference(e, r, confidence) for e, r in zip(estimates, resampled))
-    mean = _difference(float(np.mean(estimates)), np.mean(resampled, axis=0), confidence)
-    return PairedTest(names, per_class, mean)
+    """Paired test of A - B per class (class c's draws from seed + c, the same for both runs) and for the
+    mean over classes; clips: class -> its number of clips, the same in both runs."""
+    return paired_test(score_draws(scorers_a, clips, seed, resamples), score_draws(scorers_b, clips, seed, resamples),
+                       confidence)
 
 
 def require_paired(clips_a: Mapping[str, int], clips_b: Mapping[str, int], labels: tuple[str, str]) -> None:
@@ -142,10 +162,7 @@ def saved_scorers(saved: SavedEmbeddings, metric: str, reference: Mapping[str, G
     return scorers
 
 
-def paired_runs(a: SavedEmbeddings, b: SavedEmbeddings, metric: str, reference: Mapping[str, GaussianStats],
-                labels: tuple[str, str], bandwidth_from: str = "reference", seed: int = 0,
-                resamples: int = 1000) -> PairedTest:
-    """Paired test of run A's score minus run B's, clip i of a class paired with clip i."""
-    require_paired(a.clips(), b.clips(), labels)
-    return paired_bootstrap(saved_scorers(a, metric, reference, bandwidth_from),
-                            saved_scorers(b, metric, reference, bandwidth_from), a.clips(), seed, resamples)
+def saved_draws(saved: SavedEmbeddings, metric: str, reference: Mapping[str, GaussianStats],
+                bandwidth_from: str = "reference", seed: int = 0, resamples: int = 1000) -> ScoredDraws:
+    """A run's saved embeddings scored on every clip and on each draw (for paired_test)."""
+    return score_draws(saved_scorers(saved, metric, reference, bandwidth_from), saved.clips(), seed, resamples)

@@ -53,8 +53,8 @@ def add_eval_commands(commands: argparse._SubParsersAction, common: argparse.Arg
     compare.add_argument("--out", type=Path, default=Path("outputs") / "comparison",
                          help="output folder (default outputs/comparison)")
     compare.add_argument("--labels", help="comma-separated column names, one per run (default: the run folders' names)")
-    compare.add_argument("--resamples", type=int, default=1000,
-                         help="paired bootstrap resamples against the first run (default 1000)")
+    compare.add_argument("--resamples", type=int, default=200,
+                         help="paired bootstrap resamples against the first run (default 200)")
     compare.add_argument("--seed", type=int, default=0, help="seed of the paired bootstrap (default 0)")
     compare.set_defaults(handler=cmd_compare)
 
