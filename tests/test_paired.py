@@ -9,7 +9,7 @@ import pytest
 from foley.evaluate.bootstrap import draw_clips
 from foley.evaluate.fad import fad_scorer, gaussian_stats, sample_size_warning
 from foley.evaluate.kad import kad_scorer
-from foley.evaluate.paired import bootstrap_p_value, paired_bootstrap, rank_agreement, require_paired
+from foley.evaluate.paired import bootstrap_p_value, paired_test, rank_agreement, require_paired, score_draws
 from foley.util.errors import FoleyError
 
 rng = np.random.default_rng(0)
@@ -23,6 +23,11 @@ def clips_like(name, n, offset, seed):
 
 def fad_scorers(offset, seed):
     return {n: fad_scorer(clips_like(n, 20, offset, seed), gaussian_stats(REFERENCE[n])) for n in REFERENCE}
+
+
+def paired_bootstrap(scorers_a, scorers_b, clips, seed=0, resamples=1000):
+    """A - B, each run scored once on the shared draws, as foley compare pairs runs."""
+    return paired_test(score_draws(scorers_a, clips, seed, resamples), score_draws(scorers_b, clips, seed, resamples))
 
 
 def test_a_run_against_itself_has_p_one_and_no_difference():
@@ -107,7 +112,7 @@ def test_unpaired_runs_and_small_samples_are_named():
 
 def test_saved_runs_pair_clip_by_clip(tmp_path):
     from foley.evaluate.kad import class_kad
-    from foley.evaluate.paired import paired_test, saved_draws, saved_scorers
+    from foley.evaluate.paired import saved_draws, saved_scorers
     from foley.evaluate.saved import EmbeddingSource, load_embeddings, save_embeddings
 
     source = EmbeddingSource("e", "e (test)", "standard", "standard-0", 3, "r", "id")

@@ -89,20 +89,6 @@ def paired_test(a: ScoredDraws, b: ScoredDraws, confidence: float = 0.95) -> Pai
     return PairedTest(a.classes, per_class, _difference(float(estimates.mean()), resampled.mean(axis=0), confidence))
 
 
-def paired_bootstrap(
-    scorers_a: Mapping[str, ClipScorer],
-    scorers_b: Mapping[str, ClipScorer],
-    clips: Mapping[str, int],
-    seed: int = 0,
-    resamples: int = 1000,
-    confidence: float = 0.95,
-) -> PairedTest:
-    """Paired test of A - B per class (class c's draws from seed + c, the same for both runs) and for the
-    mean over classes; clips: class -> its number of clips, the same in both runs."""
-    return paired_test(score_draws(scorers_a, clips, seed, resamples), score_draws(scorers_b, clips, seed, resamples),
-                       confidence)
-
-
 def require_paired(clips_a: Mapping[str, int], clips_b: Mapping[str, int], labels: tuple[str, str]) -> None:
     """FoleyError unless both runs hold the same number of clips in every class."""
     differ = [f"{name} ({clips_a[name]} vs {clips_b.get(name)})" for name in clips_a if clips_a[name] != clips_b.get(name)]
