@@ -113,8 +113,8 @@ EMBEDDERS = Registry("embedder", {
     )),
     "panns-wglm": Entry("foley.models.panns:PannsEmbedder", WeightsFile(
         "Wavegram_Logmel_Cnn14_mAP=0.439.pth",
-        "https://zenodo.org/records/3987831/files/Wavegram_Logmel_Cnn14_mAP%3D0.439.pth (Zenodo record 3987831 of "
-        "PANNs, qiuqiangkong/audioset_tagging_cnn)",
+        "Zenodo record 3987831 (PANNs, qiuqiangkong/audioset_tagging_cnn): "
+        "https://zenodo.org/records/3987831/files/Wavegram_Logmel_Cnn14_mAP%3D0.439.pth",
         "--panns-weights",
     )),
 })
