@@ -3,7 +3,8 @@
 Rows are the classes and their average, columns the runs; a cell is the FAD, with its bootstrap
 interval when the run computed one. Runs whose FADs were made with a different embedder, protocol
 or reference (content id) are refused: their numbers are not on one scale.
-Writes fad_comparison.md, fad_comparison.csv and fad_comparison.png (grouped bars, Agg backend).
+Writes fad_comparison.md, fad_comparison.csv, fad_comparison.png (grouped bars, Agg backend) and
+fad_comparison.html (the table with bars and the runs' clips side by side: foley.stages.report).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from foley.stages.pipeline import artifact
+from foley.stages.report import write_comparison_page
 from foley.util.atomic import atomic_path, write_csv, write_text_atomic
 from foley.util.errors import RunError
 
@@ -177,4 +179,4 @@ def compare_runs(sources: Sequence[str | Path], out_dir: str | Path, labels: Seq
     write_text_atomic(paths[0], render_markdown(runs))
     write_csv(paths[1], *table_rows(runs))
     plot_bars(runs, paths[2])
-    return paths
+    return paths + [write_comparison_page(sources, [r.label for r in runs], out_dir)]

@@ -67,6 +67,9 @@ def run(config: Config, ctx: StageContext) -> dict:
     provenance = scorer.provenance
     _write_tables(out, generated, floors, provenance)
     write_text_atomic(out / "report.md", render_report(config.name, generated, provenance, floors, floors_note))
+    from foley.stages.report import write_run_report  # not at the top: it reads the pipeline, which imports this
+
+    write_run_report(ctx.run_dir)
     log.info("evaluate: mean FAD %.3f over %d classes (%s / %s)", generated.scores.mean, len(names),
              provenance.embedder, provenance.protocol)
     return {
