@@ -211,7 +211,9 @@ def test_evaluate_writes_the_report_with_clips_per_class_curves_and_codebook(toy
     for expected in ("embedder: builtin-mfcc-v1; protocol: dcase2023", "<th>generated \\ reference</th>",
                      "<td>bitrate_bps</td><td>220</td>", "<th>entropy_bits_per_code</th>", "<td>codebook_size</td><td>16</td>",
                      "No curves: train_vocoder wrote no metrics.csv (vocoder.type is griffinlim).",
-                     "Not shown: evaluate/class_accuracy.csv is absent.", "<td>torch</td>", "<th>fad</th>"):
+                     "Not shown: evaluate/class_accuracy.csv is absent.", "<td>torch</td>", "<th>fad</th>",
+                     "<th>reference_id</th>", "Per class: clips 2, n_generated 20, n_reference 30",
+                     "<td>evaluate</td><td>running</td>", "running: the stage had not finished when this page was built"):
         assert expected in text, expected
 
 
@@ -222,6 +224,8 @@ def test_foley_report_rebuilds_the_page_and_the_run_stays_up_to_date(toy_run, tm
     manifests = {p: p.read_text() for p in run.glob("*/manifest.json")}
     assert main(["report", str(run), "-q"]) == 0
     assert_self_contained(run / "evaluate" / "report.html")
+    text = (run / "evaluate" / "report.html").read_text()
+    assert "<td>evaluate</td><td>complete</td>" in text and "running" not in text
     assert {p: p.read_text() for p in run.glob("*/manifest.json")} == manifests
     assert main(["run", "-q", "--out", str(run), *[a for o in toy_overrides for a in ("--set", o)]]) == 0
     assert {p: p.read_text() for p in run.glob("*/manifest.json")} == manifests  # every stage skipped

@@ -21,7 +21,7 @@ from foley.evaluate.html import heading, link, note, page, paragraph, preformatt
 from foley.stages import STAGE_NAMES
 from foley.stages.manifest import REPORT_FILES, REPORT_PAGE, versions
 from foley.stages.pipeline import artifact
-from foley.stages.report.files import href, manifest, read_rows, run_config, run_file
+from foley.stages.report.files import MEAN_ROWS, href, manifest, read_rows, run_config, run_file
 from foley.stages.report.listen import Clip, ClipSet, folder_set, render_sets
 from foley.stages.report.scores import heatmap, matrices, number, score_table
 from foley.stages.report.training import Pages, codebook_section, training_section
@@ -32,6 +32,8 @@ OTHER_CLIPS = 3  # per class and set: reference and each floor
 SCORE_FILES = (("fad.csv", "Generated clips"), ("floors.csv", "Quality floors"), ("class_accuracy.csv", "Class accuracy"))
 MATRIX_FILES = (("fad_matrix.csv", "Generated class x reference class (FAD)", True),
                 ("class_confusion.csv", "True class x classified class (clips)", False))
+PROVENANCE_KEYS = ("embedder", "protocol", "reference", "reference_id", "dim")
+CLIP_KEYS = ("clips", "n_generated", "n_reference")
 EVALUATE_FILES = ("report.md", "fad.csv", "fad_matrix.csv", "floors.csv", "class_accuracy.csv", "class_confusion.csv")
 
 
@@ -94,7 +96,9 @@ def _listen_section(run_dir: Path, config: Config, pages: Pages) -> str:
     floors_dir = run_file(run_dir, "evaluate", "floors")
     floors = _floor_names(run_dir, floors_dir)
     reference = _reference_sets(run_dir)
-    fads = {r["class"]: r["fad"] for r in read_rows(run_file(run_dir, "evaluate", "fad.csv")) or []}
+    fads: dict[str, str] = {}
+    for row in read_rows(run_file(run_dir, "evaluate", "fad.csv")) or []:  # the first embedder's, with its name
+        fads.setdefault(row["class"], f"{number(float(row['fad']))} ({row.get('embedder', '')})" if row.get("fad") else "")
     parts = [note(f"Per class: up to {GENERATED_CLIPS} generated clips, {OTHER_CLIPS} reference clips and "
                   f"{OTHER_CLIPS} clips of each quality floor (the reference clips through the vocoder, and through "
                   "the autoencoder and vocoder). Spectrograms: the log-mel the model works on, low frequencies at the "
@@ -108,7 +112,7 @@ def _listen_section(run_dir: Path, config: Config, pages: Pages) -> str:
     for name in config.data.eval_class_names:
         sets = [folder_set("generated", samples / name, GENERATED_CLIPS), reference.get(name)]
         sets += [folder_set(f"{floor} floor", floors_dir / floor / name, OTHER_CLIPS) for floor in floors]
-        fad = f" · FAD {number(float(fads[name]))}" if fads.get(name) else ""
+        fad = f" · FAD {fads[name]}" if fads.get(name) else ""
         parts.append(f'<div class="class" id="class-{name}">' + heading(f"{name}{fad}"))
         parts.append(render_sets([s for s in sets if s is not None], pages.page_dir, pages.image_dir / name,
                                  config.mel) + "</div>\n")
@@ -146,22 +150,34 @@ def _reference_clip(row: dict[str, str], mels: np.ndarray | None) -> Clip:
 
 def _provenance_section(run_dir: Path) -> str:
     found = {stage: m for stage in STAGE_NAMES if (m := manifest(run_dir, stage)) is not None}
-    evaluate = found.get("evaluate", {}).get("details", {})
-    parts = [heading("How the scores were obtained")]
-    keys = ("embedder", "protocol", "reference", "reference_id")
-    if evaluate:
-        parts.append(table(("evaluate", "value"), [(td(k), td(_compact(v))) for k, v in evaluate.items() if k in keys]))
-        parts.append(paragraph("Clips: see the clips, n_generated and n_reference columns of the tables above "
-                               "(n_: embeddings, i.e. windows)."))
-    else:
-        parts.append(note("Not shown: evaluate has not finished."))
-    parts.append(heading("Stages"))
+    parts = [heading("How the scores were obtained"), _provenance_table(run_dir), heading("Stages")]
     rows = [(td(stage), td(m.get("status", "")), td(m.get("seconds", "")), td(m.get("finished", "")),
              td(_compact(m.get("details", {})))) for stage, m in found.items()]
     parts.append(table(("stage", "status", "seconds", "finished", "details (manifest.json)"), rows))
+    if any(m.get("status") == "running" for m in found.values()):
+        parts.append(note("running: the stage had not finished when this page was built (evaluate builds it as its "
+                          "last step; `foley report` rebuilds it from the finished run)."))
     parts.append(heading("Versions"))
     parts.append(_versions_table(found))
     return "".join(parts)
+
+
+def _provenance_table(run_dir: Path) -> str:
+    """Each distinct embedder, protocol and reference of fad.csv, and how many clips were scored."""
+    rows = read_rows(run_file(run_dir, "evaluate", "fad.csv"))
+    if rows is None:
+        return note("Not shown: evaluate/fad.csv is absent.")
+    keys = [k for k in PROVENANCE_KEYS if k in rows[0]]
+    distinct = list(dict.fromkeys(tuple(r[k] for k in keys) for r in rows))
+    clips = [r for r in rows if r["class"] not in MEAN_ROWS]
+    counts = ", ".join(f"{k} {_span([r[k] for r in clips])}" for k in CLIP_KEYS if k in rows[0])
+    return table(keys, [[td(v) for v in values] for values in distinct]) + paragraph(
+        f"Per class: {counts} (n_: embeddings, i.e. windows or clips, as the protocol frames them).")
+
+
+def _span(values: list[str]) -> str:
+    numbers = sorted({int(v) for v in values if v.isdigit()})
+    return "" if not numbers else str(numbers[0]) if len(numbers) == 1 else f"{numbers[0]}-{numbers[-1]}"
 
 
 def _versions_table(found: dict[str, dict]) -> str:
