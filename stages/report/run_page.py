@@ -96,27 +96,31 @@ def _listen_section(run_dir: Path, config: Config, pages: Pages) -> str:
     floors_dir = run_file(run_dir, "evaluate", "floors")
     floors = _floor_names(run_dir, floors_dir)
     reference = _reference_sets(run_dir)
-    fads: dict[str, str] = {}
-    for row in read_rows(run_file(run_dir, "evaluate", "fad.csv")) or []:  # the first embedder's, with its name
-        fads.setdefault(row["class"], f"{number(float(row['fad']))} ({row.get('embedder', '')})" if row.get("fad") else "")
+    fads = _class_fads(run_dir)
     parts = [note(f"Per class: up to {GENERATED_CLIPS} generated clips, {OTHER_CLIPS} reference clips and "
                   f"{OTHER_CLIPS} clips of each quality floor (the reference clips through the vocoder, and through "
                   "the autoencoder and vocoder). Spectrograms: the log-mel the model works on, low frequencies at the "
                   "bottom, one colour range for all.")]
-    if not samples.is_dir():
-        parts.append(note("No generated clips: sample/samples is absent."))
-    if not reference:
-        parts.append(note("No reference clips: prepare/index.csv lists no clips of the reference split."))
-    if not floors:
-        parts.append(note("No floors' clips: evaluate/floors is absent (evaluate.floors false, or evaluate not run)."))
+    missing = {"No generated clips: sample/samples is absent.": not samples.is_dir(),
+               "No reference clips: prepare/index.csv lists no clips of the reference split.": not reference,
+               "No floors' clips: evaluate/floors is absent (evaluate.floors false, or evaluate not run).": not floors}
+    parts += [note(text) for text, absent in missing.items() if absent]
     for name in config.data.eval_class_names:
         sets = [folder_set("generated", samples / name, GENERATED_CLIPS), reference.get(name)]
         sets += [folder_set(f"{floor} floor", floors_dir / floor / name, OTHER_CLIPS) for floor in floors]
-        fad = f" · FAD {fads[name]}" if fads.get(name) else ""
-        parts.append(f'<div class="class" id="class-{name}">' + heading(f"{name}{fad}"))
-        parts.append(render_sets([s for s in sets if s is not None], pages.page_dir, pages.image_dir / name,
-                                 config.mel) + "</div>\n")
+        title = f"{name} · FAD {fads[name]}" if name in fads else name
+        rows = render_sets([s for s in sets if s is not None], pages.page_dir, pages.image_dir / name, config.mel)
+        parts.append(f'<div class="class" id="class-{name}">{heading(title)}{rows}</div>\n')
     return "".join(parts)
+
+
+def _class_fads(run_dir: Path) -> dict[str, str]:
+    """Per class, the FAD of the first embedder of fad.csv that has one, with the embedder's name."""
+    fads: dict[str, str] = {}
+    for row in read_rows(run_file(run_dir, "evaluate", "fad.csv")) or []:
+        if row.get("fad") and row["class"] not in fads:
+            fads[row["class"]] = f"{number(float(row['fad']))} ({row.get('embedder', '')})"
+    return fads
 
 
 def _floor_names(run_dir: Path, floors_dir: Path) -> list[str]:
