@@ -35,7 +35,7 @@ class Curve:
 class Panel:
     title: str
     curves: tuple[Curve, ...]
-    log_y: bool = False
+    log_y: bool = False  # a log scale where the values span more than a factor of ten
 
 
 def spectrogram_levels(mel: np.ndarray) -> np.ndarray:
@@ -74,9 +74,17 @@ def _base_name(name: str) -> str:
     return name.removeprefix("val/")
 
 
+def _spans_decades(curves: Sequence[Curve]) -> bool:
+    """Whether the curves' values are all positive and span more than a factor of ten (worth a log scale)."""
+    values = np.concatenate([c.y[np.isfinite(c.y)] for c in curves])
+    return bool(values.size and values.min() > 0 and values.max() > 10 * values.min())
+
+
 def curves_png(panels: Sequence[Panel], path: str | Path, x_label: str = "epoch") -> None:
     """Panels side by side (four to a row); a validation curve ("val/...") shares its training curve's colour."""
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     columns = min(4, len(panels))
     rows = math.ceil(len(panels) / columns)
     fig, axes = plt.subplots(rows, columns, figsize=(PANEL_INCHES[0] * columns, PANEL_INCHES[1] * rows), squeeze=False)
@@ -87,8 +95,9 @@ def curves_png(panels: Sequence[Panel], path: str | Path, x_label: str = "epoch"
             dashed = curve.name.startswith("val/")
             ax.plot(curve.x, curve.y, "--" if dashed else "-", color=colours[_base_name(curve.name)], label=curve.name,
                     marker="." if len(curve.x) < 30 else None)
-        if panel.log_y and all(np.all(c.y[np.isfinite(c.y)] > 0) for c in panel.curves):
+        if panel.log_y and _spans_decades(panel.curves):
             ax.set_yscale("log")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(panel.title, fontsize=9)
         ax.set_xlabel(x_label, fontsize=8)
         ax.tick_params(labelsize=7)
