@@ -22,6 +22,7 @@ from foley.evaluate.html import bar_td, heat_colour
 from foley.evaluate.plots import SPECTROGRAM_RANGE, spectrogram_levels, spectrogram_png
 from foley.stages.commands.cli import main
 from foley.stages.manifest import output_files
+from foley.stages.report.files import href
 from foley.stages.report.scores import columns, matrices, score_table
 from foley.stages.report.training import metric_panels
 
@@ -158,6 +159,12 @@ def test_score_tables_show_every_column_known_or_not():
     html = score_table(rows)
     assert "2.5 [2, 3]" in html and 'style="width:50.0%"' in html and "novel_score" in html
     assert 'class="mean"' in html and "Columns without values in this run: fad_inf" in html
+
+
+def test_links_are_relative_and_quoted(tmp_path):
+    page_dir = tmp_path / "run" / "evaluate"
+    assert href(tmp_path / "run" / "sample" / "a b#1.wav", page_dir) == "../sample/a%20b%231.wav"
+    assert href(page_dir / "report_files" / "x.png", page_dir) == "report_files/x.png"
 
 
 def test_class_matrices_are_read_per_block():
