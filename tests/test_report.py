@@ -84,8 +84,8 @@ def assert_self_contained(path: Path) -> PageParser:
     for tag, src in page.sources:
         assert "://" not in src and not src.startswith("/"), f"<{tag}> {src} is not a relative link"
         assert (path.parent / urllib.parse.unquote(src)).is_file(), f"<{tag}> {src} of {path} does not exist"
-    for href in page.links:
-        assert href.startswith("#") or (path.parent / urllib.parse.unquote(href)).is_file(), f"link {href} is broken"
+    for target in page.links:
+        assert target.startswith("#") or (path.parent / urllib.parse.unquote(target)).is_file(), f"link {target} is broken"
     assert "http://" not in path.read_text() and "https://" not in path.read_text()
     return page
 
@@ -141,7 +141,9 @@ def test_bars_scale_with_the_value_and_draw_the_interval():
     cell = bar_td(3.0, 4.0, "3 [2, 4]", 2.0, 4.0)
     assert 'style="width:75.0%"' in cell and 'style="left:50.0%;width:50.0%"' in cell and "3 [2, 4]" in cell
     assert 'width:100.0%' in bar_td(9.0, 4.0, "9") and 'width:0.0%' in bar_td(1.0, 0.0, "1")
-    assert heat_colour(0.0) == ("#fff7bc", "#111") and heat_colour(1.0) == ("#253494", "#fff")
+    assert heat_colour(0.0) == ("#ffffd9", "#111") and heat_colour(1.0) == ("#253494", "#fff")
+    assert heat_colour(0.5) == ("#41b6c4", "#111") and heat_colour(float("nan"))[0] == "#ffffd9"
+    assert heat_colour(0.25)[0] == "#a0dace"  # halfway from the first stop to the second: 160, 218.5, 206.5 rounded
 
 
 def test_score_tables_show_every_column_known_or_not():

@@ -105,11 +105,16 @@ def bar_td(value: float, scale: float, text: str, low: float | None = None, high
     return f'<td class="num">{bar}{esc(text)}</td>'
 
 
+HEAT_STOPS = ((255, 255, 217), (65, 182, 196), (37, 52, 148))  # pale yellow, teal, dark blue (as ColorBrewer's YlGnBu)
+
+
 def heat_colour(t: float) -> tuple[str, str]:
-    """Background and text colour for t in [0, 1]: pale yellow (0) to dark blue (1)."""
+    """Background and text colour for t in [0, 1], along HEAT_STOPS (piecewise linear)."""
     t = min(1.0, max(0.0, t)) if math.isfinite(t) else 0.0
-    pale, dark = (255, 247, 188), (37, 52, 148)
-    red, green, blue = (round(a + (b - a) * t) for a, b in zip(pale, dark))
+    segment = min(int(t * (len(HEAT_STOPS) - 1)), len(HEAT_STOPS) - 2)
+    local = t * (len(HEAT_STOPS) - 1) - segment
+    start, end = HEAT_STOPS[segment], HEAT_STOPS[segment + 1]
+    red, green, blue = (round(a + (b - a) * local) for a, b in zip(start, end))
     return f"#{red:02x}{green:02x}{blue:02x}", "#fff" if t > 0.55 else "#111"
 
 
