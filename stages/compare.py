@@ -3,7 +3,9 @@
 Rows are the classes and their average, columns the runs; a cell is the FAD, with its bootstrap
 interval when the run computed one. Runs whose FADs were made with a different embedder, protocol
 or reference (content id) are refused: their numbers are not on one scale.
-Writes fad_comparison.md, fad_comparison.csv, fad_comparison.png (grouped bars, Agg backend) and
+Writes fad_comparison.md, fad_comparison.csv and fad_comparison.png (grouped bars, Agg backend),
+codes_comparison.csv: per run, its codes' bitrate, entropy, perplexity, unused codes,
+reconstruction error and floors (foley.stages.compare_codes), also the markdown's last section, and
 fad_comparison.html (the table with bars and the runs' clips side by side: foley.stages.report).
 """
 
@@ -14,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from foley.stages.compare_codes import CODES_STEM, codes_rows, render_codes_markdown
 from foley.stages.pipeline import artifact
 from foley.stages.report import write_comparison_page
 from foley.util.atomic import atomic_path, write_csv, write_text_atomic
@@ -173,10 +176,13 @@ def compare_runs(sources: Sequence[str | Path], out_dir: str | Path, labels: Seq
     labels = list(labels) if labels is not None else None
     if len(sources) < 1:
         raise RunError("give at least one run folder")
-    runs = [read_run_fad(s, label) for s, label in zip(sources, run_labels(sources, labels))]
+    names = run_labels(sources, labels)
+    runs = [read_run_fad(s, label) for s, label in zip(sources, names)]
     require_comparable(runs)
-    paths = [out_dir / f"{STEM}.md", out_dir / f"{STEM}.csv", out_dir / f"{STEM}.png"]
-    write_text_atomic(paths[0], render_markdown(runs))
+    fields, codes = codes_rows(sources, names)
+    paths = [out_dir / f"{STEM}.md", out_dir / f"{STEM}.csv", out_dir / f"{STEM}.png", out_dir / f"{CODES_STEM}.csv"]
+    write_text_atomic(paths[0], render_markdown(runs) + "\n" + render_codes_markdown(codes))
     write_csv(paths[1], *table_rows(runs))
     plot_bars(runs, paths[2])
-    return paths + [write_comparison_page(sources, [r.label for r in runs], out_dir)]
+    write_csv(paths[3], fields, codes)
+    return paths + [write_comparison_page(sources, names, out_dir)]

@@ -10,6 +10,7 @@ from foley.config.loading import (
     resolve_config_path,
     run_config,
     section_from_dict,
+    with_base_defaults,
 )
 from foley.config.schema import (
     MAX_ATTENTION_BYTES,
@@ -22,6 +23,7 @@ from foley.config.sections import (
     AutoencoderConfig,
     CodesConfig,
     DataConfig,
+    LossConfig,
     MelConfig,
     PriorConfig,
     QuantizerConfig,
@@ -49,6 +51,7 @@ __all__ = [
     "resolve_config_path",
     "run_config",
     "section_from_dict",
+    "with_base_defaults",
     "SyntheticConfig",
     "DataConfig",
     "AudioConfig",
@@ -56,6 +59,7 @@ __all__ = [
     "TrainConfig",
     "CODEBOOK_INITS",
     "QuantizerConfig",
+    "LossConfig",
     "AutoencoderConfig",
     "STACKS",
     "CodesConfig",

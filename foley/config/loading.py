@@ -8,6 +8,7 @@ at load, so a bad config fails before any work starts.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import importlib.resources
@@ -53,6 +54,14 @@ def config_from_dict(document: Mapping[str, Any]) -> Config:
 def section_from_dict(cls: type, data: Mapping[str, Any], path: str) -> Any:
     """One validated config section (e.g. AutoencoderConfig) from plain data, as stored in checkpoints."""
     return _build(cls, data, path)
+
+
+def with_base_defaults(section: str, data: Mapping[str, Any]) -> dict[str, Any]:
+    """A top-level section as stored (e.g. in a checkpoint made before a key existed), with every
+    key it lacks taken from base.yaml, whose values keep the behaviour from before the key."""
+    merged = copy.deepcopy(_read_layered(resolve_config_path("base"), seen=())[section])
+    _deep_merge(merged, data)
+    return merged
 
 
 def resolve_config_path(source: str | Path) -> Path:

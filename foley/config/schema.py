@@ -59,6 +59,16 @@ class Config:
             "device",
             "must be auto, cpu, cuda or cuda:N",
         )
+        require(
+            self.autoencoder.loss.mel_bands <= self.mel.n_mels,
+            "autoencoder.loss.mel_bands",
+            f"must not exceed mel.n_mels ({self.mel.n_mels}): each band needs at least one mel bin",
+        )
+        require(
+            self.sample.levels <= self.autoencoder.quantizer.levels,
+            "sample.levels",
+            f"must not exceed autoencoder.quantizer.levels ({self.autoencoder.quantizer.levels}); 0 = all",
+        )
         frames = shapes.mel_frames(self.audio.clip_samples, self.mel.n_fft, self.mel.hop_length)
         require(frames >= 1, "audio.clip_samples", "must be at least mel.n_fft - mel.hop_length")
         height, width = self.map_shape

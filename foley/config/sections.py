@@ -13,6 +13,8 @@ from typing import Any
 from foley.registry import QUANTIZERS
 from foley.util.errors import ConfigError
 
+LONG_FILES = ("crop", "split")  # how prepare treats files longer than a clip (foley.audio.clips)
+
 
 def require(ok: bool, key: str, message: str) -> None:
     if not ok:
@@ -43,6 +45,11 @@ class DataConfig:
     eval_class_names: tuple[str, ...]
     val_fraction: float
     max_rejected_fraction: float
+    long_files: str
+    split_hop: int | None
+    silence_db: float
+    clipped_fraction: float
+    num_workers: int
     synthetic: SyntheticConfig
 
     def check(self, path: str) -> None:
@@ -61,6 +68,12 @@ class DataConfig:
             f"{path}.max_rejected_fraction",
             "must be in [0, 1]",
         )
+        require_choice(self.long_files, LONG_FILES, f"{path}.long_files")
+        require(self.split_hop is None or self.split_hop >= 1, f"{path}.split_hop",
+                "must be null (one clip length) or >= 1 sample")
+        require(self.silence_db <= 0, f"{path}.silence_db", "must be <= 0 (a peak level in dBFS)")
+        require(0.0 <= self.clipped_fraction <= 1.0, f"{path}.clipped_fraction", "must be in [0, 1]")
+        require(self.num_workers >= 0, f"{path}.num_workers", "must be >= 0 (0 decodes in the main process)")
 
 
 @dataclass(frozen=True)
@@ -114,7 +127,7 @@ class TrainConfig:
         require(self.num_workers >= 0, f"{path}.num_workers", "must be >= 0")
 
 
-CODEBOOK_INITS = ("random", "data")
+CODEBOOK_INITS = ("random", "data", "kmeans")
 
 
 @dataclass(frozen=True)
@@ -126,6 +139,7 @@ class QuantizerConfig:
     commitment: float
     init: str
     dead_code_threshold: float
+    dropout: float
 
     def check(self, path: str) -> None:
         require_choice(self.type, QUANTIZERS.names(), f"{path}.type")
@@ -140,6 +154,41 @@ class QuantizerConfig:
         require(self.commitment >= 0, f"{path}.commitment", "must be >= 0")
         require_choice(self.init, CODEBOOK_INITS, f"{path}.init")
         require(self.dead_code_threshold >= 0, f"{path}.dead_code_threshold", "must be >= 0 (0 = off)")
+        require(0.0 <= self.dropout <= 1.0, f"{path}.dropout", "must be in [0, 1] (0 = off)")
+        require(
+            self.dropout == 0 or self.levels > 1,
+            f"{path}.dropout",
+            "needs several levels (type: rvq, levels > 1): it trains with a random number of them",
+        )
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    mel_bands: int
+    band_weights: tuple[float, ...]
+    balancer: bool
+    balancer_total_norm: float
+    balancer_decay: float
+
+    def check(self, path: str) -> None:
+        require(self.mel_bands >= 1, f"{path}.mel_bands", "must be at least 1 (1 = the plain MSE)")
+        require(
+            not self.band_weights or len(self.band_weights) == self.mel_bands,
+            f"{path}.band_weights",
+            f"needs one weight per band ({self.mel_bands}), or [] for equal weights",
+        )
+        require(
+            all(w >= 0 for w in self.band_weights) and (not self.band_weights or sum(self.band_weights) > 0),
+            f"{path}.band_weights",
+            "must be >= 0 with a positive sum",
+        )
+        require(self.balancer_total_norm > 0, f"{path}.balancer_total_norm", "must be positive")
+        require(0.0 <= self.balancer_decay < 1.0, f"{path}.balancer_decay", "must be in [0, 1)")
+
+    @property
+    def weights(self) -> tuple[float, ...]:
+        """One weight per band (equal when band_weights is empty)."""
+        return self.band_weights or (1.0,) * self.mel_bands
 
 
 @dataclass(frozen=True)
@@ -150,6 +199,7 @@ class AutoencoderConfig:
     embed_dim: int
     strides: tuple[tuple[int, int], ...]
     quantizer: QuantizerConfig
+    loss: LossConfig
     train: TrainConfig
 
     def check(self, path: str) -> None:
@@ -218,9 +268,11 @@ class SampleConfig:
     temperature: float
     top_k: int
     batch_size: int
+    levels: int
 
     def check(self, path: str) -> None:
         require(self.per_class >= 1, f"{path}.per_class", "must be at least 1")
+        require(self.levels >= 0, f"{path}.levels", "must be >= 0 (0 = all of the autoencoder's levels)")
         require(self.temperature > 0, f"{path}.temperature", "must be positive")
         require(self.top_k >= 0, f"{path}.top_k", "must be >= 0 (0 = no top-k truncation)")
         require(self.batch_size >= 1, f"{path}.batch_size", "must be at least 1")

@@ -20,6 +20,13 @@ FLOOR_FIELDS = ("floor",) + FAD_FIELDS
 FLOOR_TITLES = {"vocoder": "vocoder floor", "reconstruction": "reconstruction floor"}
 
 
+def floor_title(floor: str) -> str:
+    """A floor's column title; reconstruction_k is the reconstruction floor with the first k levels."""
+    if floor in FLOOR_TITLES:
+        return FLOOR_TITLES[floor]
+    return f"reconstruction floor, first {floor.rsplit('_', 1)[1]} levels"
+
+
 @dataclass(frozen=True)
 class Provenance:
     embedder: str
@@ -119,7 +126,7 @@ def render_floors(generated: SetScores, floors: Mapping[str, SetScores], note: s
     lines = ["## Quality floors", "", note, ""]
     if not floors:
         return lines
-    sets = {**{FLOOR_TITLES[k]: v for k, v in floors.items()}, "generated": generated}
+    sets = {**{floor_title(k): v for k, v in floors.items()}, "generated": generated}
     lines += [
         "| class | " + " | ".join(f"{title} ({_clip_count(r)} clips)" for title, r in sets.items()) + " |",
         "|---|" + "---|" * len(sets),

@@ -132,7 +132,17 @@ def _floor_names(run_dir: Path, floors_dir: Path) -> list[str]:
 
 
 def _reference_sets(run_dir: Path) -> dict[str, ClipSet]:
-    """Per class, the first reference clips of prepare's index, with the log-mels prepare computed."""
+    """Per class, the first reference clips: prepare's reference/<class>/ (the clips evaluate scores against);
+    in run folders made before prepare wrote those, the reference rows of its index."""
+    folder = artifact(run_dir, "prepare", "reference", finished=False)
+    if not folder.is_dir():
+        return _indexed_reference_sets(run_dir)
+    sets = {path.name: folder_set("reference", path, OTHER_CLIPS) for path in sorted(folder.iterdir()) if path.is_dir()}
+    return {name: clip_set for name, clip_set in sets.items() if clip_set is not None}
+
+
+def _indexed_reference_sets(run_dir: Path) -> dict[str, ClipSet]:
+    """Per class, the first reference rows of prepare's index: their source files, the log-mels prepare computed."""
     rows = read_rows(artifact(run_dir, "prepare", "index.csv", finished=False)) or []
     mels_path = artifact(run_dir, "prepare", "mels.npy", finished=False)
     mels = np.load(mels_path, mmap_mode="r") if mels_path.is_file() else None
