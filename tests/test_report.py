@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
 from foley.evaluate.html import bar_td, heat_colour
@@ -243,6 +244,9 @@ def test_foley_report_rebuilds_the_page_and_the_run_stays_up_to_date(toy_run, tm
 def test_a_run_without_some_files_gets_a_page_with_notes(toy_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(toy_run, run, ignore=shutil.ignore_patterns("cache", ".lock", "floors", "codes.npy"))
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    del config["prior"], config["data"]["synthetic"]  # as in a run made before keys were added: not read
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
     for name in ("fad.csv", "fad_matrix.csv", "floors.csv"):
         (run / "evaluate" / name).unlink()
     (run / "train_prior" / "metrics.csv").unlink()

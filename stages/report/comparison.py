@@ -9,10 +9,9 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from foley.config import load_config
 from foley.evaluate.html import bar_td, heading, image, note, page, paragraph, section, table, td
 from foley.stages.pipeline import artifact
-from foley.stages.report.files import MEAN_ROWS, href, is_number, read_rows, run_config
+from foley.stages.report.files import MEAN_ROWS, href, is_number, read_rows, run_settings
 from foley.stages.report.listen import folder_set, render_sets
 from foley.stages.report.scores import interval_columns, number
 from foley.util.atomic import write_text_atomic
@@ -82,16 +81,16 @@ def _score_td(score: Score | None, scale: float) -> str:
 
 def clips_section(labels: Sequence[str], runs: Sequence[Path | None], out_dir: Path) -> str:
     """Per class, a row of each run's first generated clips."""
-    configs = {label: run_config(run) for label, run in zip(labels, runs) if run is not None}
-    names = next(iter(configs.values())).data.eval_class_names if configs else ()
-    mel = next(iter(configs.values())).mel if configs else load_config("base").mel
+    settings = [run_settings(run) for run in runs if run is not None]
+    names = settings[0].class_names if settings else ()
     parts = [note(f"The first {CLIPS} generated clips of each run per class (sample/samples/<class>/).")]
     parts += [note(f"{label}: no run folder, so no clips.") for label, run in zip(labels, runs) if run is None]
     for name in names:
         sets = [folder_set(label, artifact(run, "sample", "samples", finished=False) / name, CLIPS)
                 for label, run in zip(labels, runs) if run is not None]
         parts.append(f'<div class="class" id="class-{name}">' + heading(name))
-        parts.append(render_sets([s for s in sets if s is not None], out_dir, out_dir / FILES / name, mel) + "</div>\n")
+        parts.append(render_sets([s for s in sets if s is not None], out_dir, out_dir / FILES / name, settings[0].mel)
+                     + "</div>\n")
     return "".join(parts)
 
 

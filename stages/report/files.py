@@ -6,12 +6,13 @@ from __future__ import annotations
 import csv
 import os
 import urllib.parse
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from foley.config import Config, config_from_dict
+from foley.config import MelConfig, section_from_dict
 from foley.stages.manifest import read_manifest
 from foley.stages.pipeline import BY_NAME, artifact
 from foley.util.errors import RunError
@@ -40,12 +41,29 @@ def manifest(run_dir: Path, stage: str) -> dict[str, Any] | None:
     return read_manifest(artifact(run_dir, stage, finished=False))
 
 
-def run_config(run_dir: Path) -> Config:
-    """The run's resolved config (config.yaml, written when the run started)."""
+@dataclass(frozen=True)
+class RunSettings:
+    """What a page needs of a run's config.yaml: only these keys are read, so that the config of a run
+    folder made before keys were added still opens."""
+
+    name: str
+    class_names: tuple[str, ...]  # data.eval_class_names: the folders of the generated and reference clips
+    mel: MelConfig
+    text: str  # config.yaml as the run wrote it
+
+
+def run_settings(run_dir: Path) -> RunSettings:
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise RunError(f"'{run_dir}' is not a foley run folder (no config.yaml); give the --out of a `foley run`")
-    return config_from_dict(yaml.safe_load(path.read_text()))
+    text = path.read_text()
+    config = yaml.safe_load(text)
+    try:
+        names = tuple(config["data"]["eval_class_names"])
+        return RunSettings(config["name"], names, section_from_dict(MelConfig, config["mel"], "mel"), text)
+    except (KeyError, TypeError) as err:
+        raise RunError(f"'{path}' lacks {err} (name, data.eval_class_names and mel are needed); is it a foley run's "
+                       "config.yaml?") from None
 
 
 def href(path: Path, page_dir: Path) -> str:

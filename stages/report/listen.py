@@ -11,7 +11,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from foley.audio.clips import log_mel
+from foley.audio.mel import log_mel
 from foley.config import MelConfig
 from foley.evaluate.html import clip_figure, clip_row
 from foley.evaluate.plots import spectrogram_png

@@ -16,12 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from foley.config import Config
 from foley.evaluate.html import heading, link, note, page, paragraph, preformatted, section, table, td
 from foley.stages import STAGE_NAMES
 from foley.stages.manifest import REPORT_FILES, REPORT_PAGE, versions
 from foley.stages.pipeline import artifact
-from foley.stages.report.files import MEAN_ROWS, href, manifest, read_rows, run_config, run_file
+from foley.stages.report.files import MEAN_ROWS, RunSettings, href, manifest, read_rows, run_file, run_settings
 from foley.stages.report.listen import Clip, ClipSet, folder_set, render_sets
 from foley.stages.report.scores import heatmap, matrices, number, score_table
 from foley.stages.report.training import Pages, codebook_section, training_section
@@ -40,24 +39,24 @@ EVALUATE_FILES = ("report.md", "fad.csv", "fad_matrix.csv", "floors.csv", "class
 def write_run_report(run_dir: str | Path) -> Path:
     """Write (or rewrite) evaluate/report.html of the run in `run_dir`; returns its path."""
     run_dir = Path(run_dir)
-    config = run_config(run_dir)
+    settings = run_settings(run_dir)
     out = artifact(run_dir, "evaluate", finished=False)
     pages = Pages(out, out / REPORT_FILES)
     shutil.rmtree(pages.image_dir, ignore_errors=True)
     sections = [
         ("scores", "Scores", _scores_section(run_dir)),
         ("matrices", "Class matrices", _matrices_section(run_dir)),
-        ("listen", "Listen", _listen_section(run_dir, config, pages)),
+        ("listen", "Listen", _listen_section(run_dir, settings, pages)),
         ("training", "Training", training_section(run_dir, pages)),
         ("codebook", "Codebook", codebook_section(run_dir, pages)),
         ("provenance", "Provenance and versions", _provenance_section(run_dir)),
-        ("config", "Config", preformatted((run_dir / "config.yaml").read_text())),
+        ("config", "Config", preformatted(settings.text)),
     ]
     body = _files_line(run_dir, out) + "".join(section(anchor, title, html) for anchor, title, html in sections)
     subtitle = (f"{run_dir} · built {time.strftime('%Y-%m-%d %H:%M')} from the run's files by foley "
                 f"{versions()['foley']} · FAD and KAD: lower is better")
     path = out / REPORT_PAGE
-    write_text_atomic(path, page(f"foley run report: {config.name}", subtitle, [s[:2] for s in sections], body))
+    write_text_atomic(path, page(f"foley run report: {settings.name}", subtitle, [s[:2] for s in sections], body))
     return path
 
 
@@ -91,7 +90,7 @@ def _matrices_section(run_dir: Path) -> str:
     return "".join(parts)
 
 
-def _listen_section(run_dir: Path, config: Config, pages: Pages) -> str:
+def _listen_section(run_dir: Path, settings: RunSettings, pages: Pages) -> str:
     samples = artifact(run_dir, "sample", "samples", finished=False)
     floors_dir = run_file(run_dir, "evaluate", "floors")
     floors = _floor_names(run_dir, floors_dir)
@@ -105,11 +104,11 @@ def _listen_section(run_dir: Path, config: Config, pages: Pages) -> str:
                "No reference clips: prepare/index.csv lists no clips of the reference split.": not reference,
                "No floors' clips: evaluate/floors is absent (evaluate.floors false, or evaluate not run).": not floors}
     parts += [note(text) for text, absent in missing.items() if absent]
-    for name in config.data.eval_class_names:
+    for name in settings.class_names:
         sets = [folder_set("generated", samples / name, GENERATED_CLIPS), reference.get(name)]
         sets += [folder_set(f"{floor} floor", floors_dir / floor / name, OTHER_CLIPS) for floor in floors]
         title = f"{name} · FAD {fads[name]}" if name in fads else name
-        rows = render_sets([s for s in sets if s is not None], pages.page_dir, pages.image_dir / name, config.mel)
+        rows = render_sets([s for s in sets if s is not None], pages.page_dir, pages.image_dir / name, settings.mel)
         parts.append(f'<div class="class" id="class-{name}">{heading(title)}{rows}</div>\n')
     return "".join(parts)
 
