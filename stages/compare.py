@@ -4,8 +4,9 @@ Rows are the classes and their average, columns the runs; a cell is the FAD, wit
 interval when the run computed one. Runs whose FADs were made with a different embedder, protocol
 or reference (content id) are refused: their numbers are not on one scale.
 Writes fad_comparison.md, fad_comparison.csv and fad_comparison.png (grouped bars, Agg backend),
-and codes_comparison.csv: per run, its codes' bitrate, entropy, perplexity, unused codes,
-reconstruction error and floors (foley.stages.compare_codes), also the markdown's last section.
+codes_comparison.csv: per run, its codes' bitrate, entropy, perplexity, unused codes,
+reconstruction error and floors (foley.stages.compare_codes), also the markdown's last section, and
+fad_comparison.html (the table with bars and the runs' clips side by side: foley.stages.report).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from foley.stages.compare_codes import CODES_STEM, codes_rows, render_codes_markdown
 from foley.stages.pipeline import artifact
+from foley.stages.report import write_comparison_page
 from foley.util.atomic import atomic_path, write_csv, write_text_atomic
 from foley.util.errors import RunError
 
@@ -183,4 +185,4 @@ def compare_runs(sources: Sequence[str | Path], out_dir: str | Path, labels: Seq
     write_csv(paths[1], *table_rows(runs))
     plot_bars(runs, paths[2])
     write_csv(paths[3], fields, codes)
-    return paths
+    return paths + [write_comparison_page(sources, names, out_dir)]

@@ -74,6 +74,9 @@ def run(config: Config, ctx: StageContext) -> dict:
     codes_section = levels_section(codes, floor_fads_by_levels(floor_means, codes.get("levels", 0)))
     report = render_report(config.name, generated, provenance, floors, floors_note) + "\n" + "\n".join(codes_section)
     write_text_atomic(out / "report.md", report)
+    from foley.stages.report import write_run_report  # not at the top: it reads the pipeline, which imports this
+
+    write_run_report(ctx.run_dir)
     log.info("evaluate: mean FAD %.3f over %d classes (%s / %s)", generated.scores.mean, len(names),
              provenance.embedder, provenance.protocol)
     return {
