@@ -11,8 +11,9 @@ columns say n/a. With two or more such tables, Kendall's tau between the orderin
 their mean scores tells whether the embedders and metrics agree. Runs whose scores were made with a
 different protocol or reference (content id), or over other classes, are refused.
 Writes fad_comparison.md, fad_comparison.csv and fad_comparison.png (grouped bars, Agg backend),
-and codes_comparison.csv: per run, its codes' bitrate, entropy, perplexity, unused codes,
-reconstruction error and floors (foley.stages.compare_codes), also the markdown's last section.
+codes_comparison.csv: per run, its codes' bitrate, entropy, perplexity, unused codes,
+reconstruction error and floors (foley.stages.compare_codes), also the markdown's last section, and
+fad_comparison.html (the table with bars and the runs' clips side by side: foley.stages.report).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from foley.evaluate.reference import load_reference_npz
 from foley.evaluate.saved import STATS_FILE, is_saved_folder, load_embeddings
 from foley.stages.compare_codes import CODES_STEM, codes_rows, render_codes_markdown
 from foley.stages.pipeline import artifact
+from foley.stages.report import write_comparison_page
 from foley.util.atomic import atomic_path, write_csv, write_text_atomic
 from foley.util.errors import FoleyError, RunError
 
@@ -366,4 +368,4 @@ def compare_runs(sources: Sequence[str | Path], out_dir: str | Path, labels: Seq
     write_csv(paths[1], *table_rows(groups, versus))
     plot_bars(groups, paths[2])
     write_csv(paths[3], fields, codes)
-    return paths
+    return paths + [write_comparison_page(sources, names, out_dir)]

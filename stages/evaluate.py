@@ -90,6 +90,9 @@ def run(config: Config, ctx: StageContext) -> dict:
     codes = ctx.details("extract_codes")
     codes_section = levels_section(codes, floor_fads_by_levels(floor_means, codes.get("levels", 0)))
     write_text_atomic(ctx.out / "report.md", render_report(config.name, sections) + "\n" + "\n".join(codes_section))
+    from foley.stages.report import write_run_report  # not at the top: it reads the pipeline, which imports this
+
+    write_run_report(ctx.run_dir)
     return _details(sections)
 
 
