@@ -29,8 +29,8 @@ import numpy as np
 from foley.evaluate.embedding import safe_name
 from foley.evaluate.fad import sample_size_warning
 from foley.evaluate.paired import PairedTest, paired_test, rank_agreement, require_paired, saved_draws
-from foley.evaluate.reference import load_reference_npz
-from foley.evaluate.saved import STATS_FILE, is_saved_folder, load_embeddings
+from foley.evaluate.reference import reference_from_saved
+from foley.evaluate.saved import is_saved_folder, load_embeddings
 from foley.stages.compare_codes import CODES_STEM, codes_rows, render_codes_markdown
 from foley.stages.pipeline import artifact
 from foley.stages.report import write_comparison_page
@@ -204,7 +204,7 @@ def paired_against_first(group: list[Series], runs: list[RunScores], seed: int, 
         return [Versus(s.label, None, "no saved embeddings (evaluate.save_embeddings)") for s in group[1:]]
     names = list(first.classes[:-1])
     saved = [load_embeddings(folder, names) for folder in folders]
-    reference = load_reference_npz(folders[0] / STATS_FILE, names).stats
+    reference = reference_from_saved(folders[0], names).stats
     bandwidth = first.bandwidth_from or "reference"
     baseline = saved_draws(saved[0], metric, reference, bandwidth, seed, resamples)
     versus = []

@@ -14,7 +14,8 @@ from foley.audio.resampling import kaiser_best
 from foley.evaluate.fad import gaussian_stats
 from foley.evaluate.kad import class_kad
 from foley.evaluate.protocols import DCASE2024, STANDARD, ClipArray, pcm16_round_trip, read_samples
-from foley.evaluate.saved import load_embeddings
+from foley.evaluate.reference import reference_from_saved, save_reference_npz
+from foley.evaluate.saved import STATS_FILE, load_embeddings
 from foley.evaluate.scores import ExtraStatistics, score_set
 from foley.models.panns import WEIGHTS_FILE, PannsEmbedder
 from foley.stages.commands.cli import main
@@ -98,10 +99,18 @@ def test_kad_against_statistics_only_is_refused_and_bad_metrics_are_named(clip_s
     generated, reference = clip_sets
     assert fad(generated, reference, "--embedder", "builtin", "--protocol", "standard", "--save-embeddings",
                str(tmp_path / "e")) == 0
-    capsys.readouterr()
-    assert fad(generated, tmp_path / "e" / "reference_stats.npz", "--embedder", "builtin", "--protocol", "standard",
-               "--metric", "kad") == 2
+    assert not (tmp_path / "e" / STATS_FILE).exists()  # the reference's embeddings are saved, not its statistics
+    save_reference_npz(tmp_path / "stats.npz", reference_from_saved(tmp_path / "e", CLASSES))
+    assert fad(generated, tmp_path / "stats.npz", "--embedder", "builtin", "--protocol", "standard") == 0
+    assert fad(generated, tmp_path / "stats.npz", "--embedder", "builtin", "--protocol", "standard", "--metric", "kad",
+               "--save-embeddings", str(tmp_path / "stats-only")) == 2
     assert "holds statistics only" in capsys.readouterr().err
+    assert fad(generated, tmp_path / "stats.npz", "--embedder", "builtin", "--protocol", "standard", "--save-embeddings",
+               str(tmp_path / "stats-only"), "--out", str(tmp_path / "a.csv")) == 0
+    assert (tmp_path / "stats-only" / STATS_FILE).is_file() and not (tmp_path / "stats-only" / "rain" / "reference.npy").exists()
+    assert fad(generated, tmp_path / "stats-only", "--embedder", "builtin", "--protocol", "standard", "--out",
+               str(tmp_path / "b.csv")) == 0
+    assert [r["fad"] for r in rows_of(tmp_path / "a.csv")] == [r["fad"] for r in rows_of(tmp_path / "b.csv")]
     assert fad(generated, reference, "--embedder", "builtin", "--protocol", "standard", "--metric", "fad,fid") == 2
     assert "--metric takes fad, kad" in capsys.readouterr().err
 

@@ -137,7 +137,8 @@ def reference_from_saved(
 
 
 def save_reference_stats(folder: str | Path, reference: ReferenceStats) -> None:
-    """The statistics beside saved embeddings (reference_stats.npz), so that FADs re-score from the folder."""
+    """The statistics beside saved embeddings whose reference holds no embeddings (reference_stats.npz), so
+    that FADs re-score from the folder."""
     save_reference_npz(Path(folder) / STATS_FILE, reference)
 
 

@@ -3,8 +3,9 @@
     DIR/<class>/generated.npy   float32 (rows, dim): every generated embedding scored, clip after clip
     DIR/<class>/reference.npy   float32 (rows, dim): the reference's embeddings (absent when the reference
                                 came as statistics only: official gt_embedding.pkl files or an .npz)
-    DIR/reference_stats.npz     the reference statistics every FAD was taken against (the .npz layout of
-                                foley.evaluate.reference), so FADs re-score without reference.npy too
+    DIR/reference_stats.npz     only when the reference came as statistics: the statistics every FAD was
+                                taken against (the .npz layout of foley.evaluate.reference), so FADs
+                                re-score from the folder
     DIR/embeddings.json         how they were made: format, embedder (name, description), protocol and
                                 framing key, dimension, reference (description, content id) and, per
                                 class, each generated clip's file name and number of rows
