@@ -111,6 +111,12 @@ EMBEDDERS = Registry("embedder", {
         "https://github.com/harritaylor/torchvggish/releases/download/v0.1/vggish-10086976.pth",
         "--vggish-weights",
     )),
+    "panns-wglm": Entry("foley.models.panns:PannsEmbedder", WeightsFile(
+        "Wavegram_Logmel_Cnn14_mAP=0.439.pth",
+        "Zenodo record 3987831 (PANNs, qiuqiangkong/audioset_tagging_cnn): "
+        "https://zenodo.org/records/3987831/files/Wavegram_Logmel_Cnn14_mAP%3D0.439.pth",
+        "--panns-weights",
+    )),
 })
 
 VOCODERS = Registry("vocoder", {
@@ -121,4 +127,5 @@ VOCODERS = Registry("vocoder", {
 PROTOCOLS = Registry("FAD protocol", {
     "dcase2023": Entry("foley.evaluate.protocols:DCASE2023"),
     "standard": Entry("foley.evaluate.protocols:STANDARD"),
+    "dcase2024": Entry("foley.evaluate.protocols:DCASE2024"),
 })

@@ -1,42 +1,77 @@
-"""`foley compare`: the per-class FAD of several runs side by side, as the RVQ paper's Table 2.
+"""`foley compare`: the per-class scores of several runs side by side, as the RVQ paper's Table 2, with
+paired significance tests and the rank agreement between embedders and metrics.
 
-Rows are the classes and their average, columns the runs; a cell is the FAD, with its bootstrap
-interval when the run computed one. Runs whose FADs were made with a different embedder, protocol
-or reference (content id) are refused: their numbers are not on one scale.
+One table per embedder and metric (FAD, KAD) that every run scored: rows are the classes and their
+average, columns the runs; a cell is the score, with its bootstrap interval when the run computed one.
+For each run after the first, "Δ" is its score minus the first run's with a 95 % paired bootstrap
+interval, and "p" the two-sided p-value of no difference (foley.evaluate.paired): clip i of a class
+in one run is paired with clip i in the other, both resampled together. The tests read the runs'
+saved embeddings (evaluate/embeddings/<embedder>/, evaluate.save_embeddings); without them the
+columns say n/a. With two or more such tables, Kendall's tau between the orderings of the runs by
+their mean scores tells whether the embedders and metrics agree. Runs whose scores were made with a
+different protocol or reference (content id), or over other classes, are refused.
 Writes fad_comparison.md, fad_comparison.csv and fad_comparison.png (grouped bars, Agg backend),
-and codes_comparison.csv: per run, its codes' bitrate, entropy, perplexity, unused codes,
-reconstruction error and floors (foley.stages.compare_codes), also the markdown's last section.
+codes_comparison.csv: per run, its codes' bitrate, entropy, perplexity, unused codes,
+reconstruction error and floors (foley.stages.compare_codes), also the markdown's last section, and
+fad_comparison.html (the table with bars and the runs' clips side by side: foley.stages.report).
 """
 
 from __future__ import annotations
 
 import csv
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+from foley.evaluate.embedding import safe_name
+from foley.evaluate.fad import sample_size_warning
+from foley.evaluate.paired import PairedTest, paired_test, rank_agreement, require_paired, saved_draws
+from foley.evaluate.reference import reference_from_saved
+from foley.evaluate.saved import is_saved_folder, load_embeddings
 from foley.stages.compare_codes import CODES_STEM, codes_rows, render_codes_markdown
 from foley.stages.pipeline import artifact
+from foley.stages.report import write_comparison_page
 from foley.util.atomic import atomic_path, write_csv, write_text_atomic
-from foley.util.errors import RunError
+from foley.util.errors import FoleyError, RunError
 
 STEM = "fad_comparison"
 AVERAGE = "average"
 SCALE_KEYS = ("embedder", "protocol", "reference_id")
+METRIC_COLUMNS = {"fad": ("fad", "ci_low", "ci_high"), "kad": ("kad", "kad_ci_low", "kad_ci_high")}
+TITLES = {"fad": "FAD", "kad": "KAD"}
+RESAMPLES = 200
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class RunFAD:
-    """One run's fad.csv: per class (and the mean, last) the FAD and its interval when computed."""
+class Series:
+    """One run's scores under one embedder and one metric: per class, then the mean (last)."""
 
     label: str
+    metric: str
     classes: tuple[str, ...]  # the run's classes, then AVERAGE
-    fad: tuple[float, ...]
+    value: tuple[float, ...]
     low: tuple[float | None, ...]
     high: tuple[float | None, ...]
     clips: tuple[int, ...]
+    dim: int
     scale: dict[str, str]  # embedder, protocol, reference_id
     reference: str
+    bandwidth_from: str  # KAD's bandwidth choice ("" for FAD)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.scale["embedder"], self.metric
+
+
+@dataclass(frozen=True)
+class RunScores:
+    label: str
+    source: Path
+    series: dict[tuple[str, str], Series]  # (embedder, metric) -> its scores
 
 
 def fad_csv_path(source: Path) -> Path:
@@ -47,28 +82,52 @@ def fad_csv_path(source: Path) -> Path:
     return path
 
 
-def _optional(text: str) -> float | None:
+def _optional(text: str | None) -> float | None:
     return float(text) if text else None
 
 
-def read_run_fad(source: Path, label: str) -> RunFAD:
+def _blocks(rows: list[dict], path: Path) -> list[list[dict]]:
+    """The rows split into one block per embedder, each ending in its mean row."""
+    blocks, current = [], []
+    for row in rows:
+        current.append(row)
+        if row["class"] == "mean":
+            blocks.append(current)
+            current = []
+    if current or not blocks:
+        raise RunError(f"'{path}' is not a foley fad.csv: every embedder's rows must end in a mean row")
+    return blocks
+
+
+def _series(block: list[dict], label: str, metric: str) -> Series | None:
+    value, low, high = METRIC_COLUMNS[metric]
+    if not all(row.get(value) for row in block):
+        return None
+    return Series(
+        label=label, metric=metric,
+        classes=tuple(r["class"] for r in block[:-1]) + (AVERAGE,),
+        value=tuple(float(r[value]) for r in block),
+        low=tuple(_optional(r.get(low)) for r in block),
+        high=tuple(_optional(r.get(high)) for r in block),
+        clips=tuple(int(r.get("clips") or 0) for r in block),
+        dim=int(block[0].get("dim") or 0),
+        scale={key: block[0][key] for key in SCALE_KEYS},
+        reference=block[0].get("reference", ""),
+        bandwidth_from=block[0].get("kad_bandwidth_from", "") if metric == "kad" else "",
+    )
+
+
+def read_run_scores(source: Path, label: str) -> RunScores:
+    """A run's fad.csv: its scores per embedder and metric."""
     path = fad_csv_path(source)
     with open(path, newline="") as handle:
         rows = list(csv.DictReader(handle))
     missing = [key for key in (*SCALE_KEYS, "fad", "class") if rows and key not in rows[0]]
-    if not rows or rows[-1]["class"] != "mean" or missing:
-        raise RunError(f"'{path}' is not a foley fad.csv with a mean row and {', '.join(SCALE_KEYS)} columns "
-                       f"(missing: {', '.join(missing) or 'mean row'}); re-run its evaluate stage")
-    return RunFAD(
-        label=label,
-        classes=tuple(r["class"] for r in rows[:-1]) + (AVERAGE,),
-        fad=tuple(float(r["fad"]) for r in rows),
-        low=tuple(_optional(r.get("ci_low", "")) for r in rows),
-        high=tuple(_optional(r.get("ci_high", "")) for r in rows),
-        clips=tuple(int(r.get("clips") or 0) for r in rows),
-        scale={key: rows[0][key] for key in SCALE_KEYS},
-        reference=rows[0].get("reference", ""),
-    )
+    if not rows or missing:
+        raise RunError(f"'{path}' is not a foley fad.csv with {', '.join(SCALE_KEYS)} columns "
+                       f"(missing: {', '.join(missing) or 'rows'}); re-run its evaluate stage")
+    series = [_series(block, label, metric) for block in _blocks(rows, path) for metric in METRIC_COLUMNS]
+    return RunScores(label, source, {s.key: s for s in series if s is not None})
 
 
 def run_labels(sources: list[Path], labels: list[str] | None) -> list[str]:
@@ -81,106 +140,232 @@ def run_labels(sources: list[Path], labels: list[str] | None) -> list[str]:
     return [name if names.count(name) == 1 else str(source) for name, source in zip(names, sources)]
 
 
-def require_comparable(runs: list[RunFAD]) -> None:
-    """RunError listing every run's embedder, protocol and reference unless all share them and the classes."""
-    scales = {tuple(r.scale[k] for k in SCALE_KEYS) for r in runs}
-    classes = {r.classes for r in runs}
-    if len(scales) == 1 and len(classes) == 1:
-        return
-    lines = "\n".join(
-        f"  {r.label}: embedder {r.scale['embedder']}, protocol {r.scale['protocol']}, reference "
-        f"{r.reference} (content id {r.scale['reference_id']}), classes {', '.join(r.classes[:-1])}" for r in runs
-    )
-    raise RunError(
-        "these FADs are not comparable (different embedder, protocol, reference or classes); re-evaluate the runs "
-        f"with one evaluate section (foley run --stages evaluate --set evaluate.…):\n{lines}"
-    )
+def _describe(run: RunScores) -> str:
+    first = next(iter(run.series.values()))
+    return (f"  {run.label}: embedder(s) {', '.join(sorted({e for e, _ in run.series}))}, protocol "
+            f"{first.scale['protocol']}, reference {first.reference} (content id {first.scale['reference_id']}), "
+            f"classes {', '.join(first.classes[:-1])}")
 
 
-def _cell(run: RunFAD, i: int) -> str:
-    low, high = run.low[i], run.high[i]
-    return f"{run.fad[i]:.2f}" if low is None or high is None else f"{run.fad[i]:.2f} [{low:.2f}, {high:.2f}]"
+def comparable_groups(runs: list[RunScores]) -> list[list[Series]]:
+    """For each (embedder, metric) that every run scored, the runs' series; RunError listing every run's
+    embedders, protocol and reference when there is none, or when one differs in protocol, reference or classes."""
+    keys = [key for key in runs[0].series if all(key in run.series for run in runs)]
+    groups = [[run.series[key] for run in runs] for key in keys]
+    bad = [g for g in groups if len({(s.scale["protocol"], s.scale["reference_id"], s.classes) for s in g}) > 1]
+    if not groups or bad:
+        raise RunError(
+            "these scores are not comparable (no common embedder, or a different protocol, reference or classes); "
+            "re-evaluate the runs with one evaluate section (foley run --stages evaluate --set evaluate.…):\n"
+            + "\n".join(_describe(run) for run in runs)
+        )
+    skipped = sorted({key for run in runs for key in run.series} - set(keys))
+    if skipped:
+        log.warning("compare: left out what not every run scored: %s", ", ".join(f"{e} {m}" for e, m in skipped))
+    return groups
 
 
-def _clip_range(run: RunFAD) -> str:
-    low, high = min(run.clips[:-1]), max(run.clips[:-1])
+# ---------------------------------------------------------------------------------------------
+# Paired tests against the first run
+
+
+@dataclass(frozen=True)
+class Versus:
+    """One run against the first run under one embedder and metric: the paired test, or why there is none."""
+
+    label: str
+    test: PairedTest | None
+    note: str = ""
+
+
+def embeddings_folder(run: RunScores, embedder: str) -> Path:
+    """Where the run's evaluate stage saved the embeddings of `embedder` (beside a given fad.csv: ./embeddings/)."""
+    base = run.source.parent / "embeddings" if run.source.is_file() else artifact(
+        run.source, "evaluate", "embeddings", finished=False)
+    return base / safe_name(embedder)
+
+
+def _require_reproduced(test: PairedTest, series: Series, first: Series) -> None:
+    """RunError unless the saved embeddings give the differences of the runs' fad.csv values (6 decimals)."""
+    expected = np.array(series.value[:-1]) - np.array(first.value[:-1])
+    found = np.array([d.difference for d in test.per_class])
+    if not np.allclose(found, expected, rtol=1e-5, atol=1e-4):
+        raise RunError(f"the saved embeddings of {series.label} and {first.label} ({series.scale['embedder']}) do not "
+                       f"reproduce their fad.csv scores; re-run their evaluate stage (foley run --stages evaluate --force)")
+
+
+def paired_against_first(group: list[Series], runs: list[RunScores], seed: int, resamples: int) -> list[Versus]:
+    """Each run after the first against the first, clip by clip, from the saved embeddings (every run
+    scored once on the shared draws)."""
+    first = group[0]
+    embedder, metric = first.key
+    folders = [embeddings_folder(run, embedder) for run in runs]
+    if not all(is_saved_folder(folder) for folder in folders):
+        return [Versus(s.label, None, "no saved embeddings (evaluate.save_embeddings)") for s in group[1:]]
+    names = list(first.classes[:-1])
+    saved = [load_embeddings(folder, names) for folder in folders]
+    reference = reference_from_saved(folders[0], names).stats
+    bandwidth = first.bandwidth_from or "reference"
+    baseline = saved_draws(saved[0], metric, reference, bandwidth, seed, resamples)
+    versus = []
+    for series, other in zip(group[1:], saved[1:]):
+        try:
+            require_paired(other.clips(), saved[0].clips(), (series.label, first.label))
+        except FoleyError as err:  # other numbers of clips per class: no pairs
+            versus.append(Versus(series.label, None, str(err)))
+            continue
+        test = paired_test(saved_draws(other, metric, reference, bandwidth, seed, resamples), baseline)
+        _require_reproduced(test, series, first)
+        versus.append(Versus(series.label, test))
+    return versus
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables and chart
+
+
+def _cell(series: Series, i: int) -> str:
+    low, high = series.low[i], series.high[i]
+    value = series.value[i]
+    return f"{value:.2f}" if low is None or high is None else f"{value:.2f} [{low:.2f}, {high:.2f}]"
+
+
+def _difference_cells(versus: Versus, i: int) -> list[str]:
+    if versus.test is None:
+        return ["n/a", "n/a"]
+    d = versus.test.mean if i == len(versus.test.per_class) else versus.test.per_class[i]
+    return [f"{d.difference:+.2f} [{d.low:+.2f}, {d.high:+.2f}]", f"{d.p_value:.3f}"]
+
+
+def _clip_range(series: Series) -> str:
+    low, high = min(series.clips[:-1]), max(series.clips[:-1])
     return str(low) if low == high else f"{low}-{high}"
 
 
-def render_markdown(runs: list[RunFAD]) -> str:
-    first = runs[0]
+def render_group(group: list[Series], versus: list[Versus]) -> list[str]:
+    first = group[0]
+    embedder, metric = first.key
+    header = [first.label] + [part for v in versus for part in (v.label, f"Δ {v.label} − {first.label}", "p")]
+    bandwidth = f", bandwidth from the {first.bandwidth_from} embeddings" if metric == "kad" else ""
     lines = [
-        "# FAD per class across runs (lower is better)",
+        f"## {TITLES[metric]}, embedder {embedder}",
         "",
-        f"Embedder {first.scale['embedder']}, protocol {first.scale['protocol']}, reference {first.reference} "
-        f"(content id {first.scale['reference_id']}). Generated clips per class: "
-        + ", ".join(f"{r.label} {_clip_range(r)}" for r in runs)
-        + ". [low, high]: bootstrap interval, where the run computed one.",
+        f"Embedder {embedder}, protocol {first.scale['protocol']}, reference {first.reference} (content id "
+        f"{first.scale['reference_id']})"
+        f"{bandwidth}. Generated clips per class: " + ", ".join(f"{s.label} {_clip_range(s)}" for s in group) + ".",
         "",
-        "| class | " + " | ".join(r.label for r in runs) + " |",
-        "|---|" + "---|" * len(runs),
+        "| class | " + " | ".join(header) + " |",
+        "|---|" + "---|" * len(header),
     ]
     for i, name in enumerate(first.classes):
-        cells = [_cell(r, i) for r in runs]
+        cells = [_cell(first, i)] + [c for s, v in zip(group[1:], versus) for c in [_cell(s, i), *_difference_cells(v, i)]]
         label = f"**{name}**" if name == AVERAGE else f"{i} {name}"
         lines.append(f"| {label} | " + " | ".join(f"**{c}**" if name == AVERAGE else c for c in cells) + " |")
-    return "\n".join(lines) + "\n"
+    notes = sorted({v.note for v in versus if v.note})
+    if notes:
+        lines += ["", "Paired tests not computed: " + "; ".join(notes) + "."]
+    caution = sample_size_warning(min(first.clips[:-1]), first.dim) if metric == "fad" and first.dim else None
+    return lines + (["", f"Caution: {caution}."] if caution else []) + [""]
 
 
-def table_rows(runs: list[RunFAD]) -> tuple[tuple[str, ...], list[dict]]:
-    fields = ["class"]
-    for r in runs:
-        fields += [r.label, f"{r.label} ci_low", f"{r.label} ci_high"]
+def render_agreement(groups: list[list[Series]]) -> list[str]:
+    scores = {f"{group[0].key[0]} {TITLES[group[0].metric]}": [s.value[-1] for s in group] for group in groups}
+    lines = ["## Rank agreement between embedders and metrics", "",
+             f"Kendall's tau-b between the orderings of the {len(groups[0])} runs by their mean scores (1: the same "
+             "order, -1: reversed, empty: a score that does not tell the runs apart).", "",
+             "| first | second | tau |", "|---|---|---|"]
+    for agreement in rank_agreement(scores):
+        tau = "" if np.isnan(agreement.tau) else f"{agreement.tau:.2f}"
+        lines.append(f"| {agreement.first} | {agreement.second} | {tau} |")
+    return lines + [""]
+
+
+def render_markdown(groups: list[list[Series]], versus: list[list[Versus]]) -> str:
+    lines = ["# Scores per class across runs (lower is better)", "",
+             "[low, high]: the run's bootstrap interval, where it computed one. Δ: the run's score minus the first "
+             "run's, with its 95 % paired bootstrap interval (the same clip draws for both runs); p: two-sided "
+             "p-value of no difference (small: the difference is unlikely to be resampling noise).", ""]
+    for group, against in zip(groups, versus):
+        lines += render_group(group, against)
+    if len(groups) > 1 and len(groups[0]) > 1:
+        lines += render_agreement(groups)
+    return "\n".join(lines)
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:.6f}"
+
+
+def table_rows(groups: list[list[Series]], versus: list[list[Versus]]) -> tuple[tuple[str, ...], list[dict]]:
+    first = groups[0]
+    fields = ["embedder", "metric", "class"]
+    for s in first:
+        fields += [s.label, f"{s.label} ci_low", f"{s.label} ci_high"]
+        if s is not first[0]:
+            fields += [f"{s.label} diff", f"{s.label} diff_low", f"{s.label} diff_high", f"{s.label} p"]
     rows = []
-    for i, name in enumerate(runs[0].classes):
-        row = {"class": name}
-        for r in runs:
-            row.update({r.label: f"{r.fad[i]:.6f}", f"{r.label} ci_low": "" if r.low[i] is None else f"{r.low[i]:.6f}",
-                        f"{r.label} ci_high": "" if r.high[i] is None else f"{r.high[i]:.6f}"})
-        rows.append(row)
+    for group, against in zip(groups, versus):
+        for i, name in enumerate(group[0].classes):
+            row = {"embedder": group[0].key[0], "metric": group[0].metric, "class": name}
+            for s in group:
+                row.update({s.label: _number(s.value[i]), f"{s.label} ci_low": _number(s.low[i]),
+                            f"{s.label} ci_high": _number(s.high[i])})
+            for v in against:
+                d = None if v.test is None else (v.test.mean if name == AVERAGE else v.test.per_class[i])
+                row.update({f"{v.label} diff": _number(d and d.difference), f"{v.label} diff_low": _number(d and d.low),
+                            f"{v.label} diff_high": _number(d and d.high), f"{v.label} p": _number(d and d.p_value)})
+            rows.append(row)
     return tuple(fields), rows
 
 
-def plot_bars(runs: list[RunFAD], path: Path) -> None:
+def plot_bars(groups: list[list[Series]], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
-    classes = runs[0].classes
+    classes = groups[0][0].classes
     x = np.arange(len(classes))
-    width = 0.8 / len(runs)
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(classes)), 4.0))
-    for k, r in enumerate(runs):
-        fad = np.array(r.fad)
-        has_ci = all(v is not None for v in r.low + r.high)
-        errors = np.array([fad - np.array(r.low, float), np.array(r.high, float) - fad]).clip(min=0) if has_ci else None
-        ax.bar(x + (k - (len(runs) - 1) / 2) * width, fad, width, yerr=errors, capsize=2, label=r.label)
-    ax.set_xticks(x, classes, rotation=30, ha="right")
-    ax.set_ylabel("FAD (lower is better)")
-    ax.set_title(f"FAD per class: {runs[0].scale['embedder']}, protocol {runs[0].scale['protocol']}")
-    ax.legend()
+    fig, axes = plt.subplots(len(groups), 1, figsize=(max(6.0, 1.2 * len(classes)), 4.0 * len(groups)), squeeze=False)
+    for ax, group in zip(axes[:, 0], groups):
+        width = 0.8 / len(group)
+        for k, s in enumerate(group):
+            value = np.array(s.value)
+            has_ci = all(v is not None for v in s.low + s.high)
+            errors = np.array([value - np.array(s.low, float), np.array(s.high, float) - value]).clip(min=0) if has_ci else None
+            ax.bar(x + (k - (len(group) - 1) / 2) * width, value, width, yerr=errors, capsize=2, label=s.label)
+        ax.set_xticks(x, classes, rotation=30, ha="right")
+        ax.set_ylabel(f"{TITLES[group[0].metric]} (lower is better)")
+        ax.set_title(f"{TITLES[group[0].metric]} per class: {group[0].key[0]}, protocol {group[0].scale['protocol']}")
+        ax.legend()
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
     plt.close(fig)
 
 
-def compare_runs(sources: Sequence[str | Path], out_dir: str | Path, labels: Sequence[str] | None = None) -> list[Path]:
-    """Write the table (markdown and CSV) and the bar chart for the runs (run folders or fad.csv files)
+def compare_runs(sources: Sequence[str | Path], out_dir: str | Path, labels: Sequence[str] | None = None, seed: int = 0,
+                 resamples: int = RESAMPLES) -> list[Path]:
+    """Write the tables (markdown and CSV) and the bar chart for the runs (run folders or fad.csv files)
     into `out_dir`; returns the files written."""
     sources, out_dir = [Path(s) for s in sources], Path(out_dir)
     labels = list(labels) if labels is not None else None
     if len(sources) < 1:
         raise RunError("give at least one run folder")
+    if resamples < 2:
+        raise RunError(f"the paired tests need at least 2 resamples, got {resamples}")
     names = run_labels(sources, labels)
-    runs = [read_run_fad(s, label) for s, label in zip(sources, names)]
-    require_comparable(runs)
+    runs = [read_run_scores(s, label) for s, label in zip(sources, names)]
+    groups = comparable_groups(runs)
+    versus = [paired_against_first(group, runs, seed, resamples) for group in groups]
+    for group in groups:
+        caution = sample_size_warning(min(group[0].clips[:-1]), group[0].dim) if group[0].metric == "fad" else None
+        if caution:
+            log.warning("compare: %s: %s", group[0].key[0], caution)
     fields, codes = codes_rows(sources, names)
     paths = [out_dir / f"{STEM}.md", out_dir / f"{STEM}.csv", out_dir / f"{STEM}.png", out_dir / f"{CODES_STEM}.csv"]
-    write_text_atomic(paths[0], render_markdown(runs) + "\n" + render_codes_markdown(codes))
-    write_csv(paths[1], *table_rows(runs))
-    plot_bars(runs, paths[2])
+    write_text_atomic(paths[0], render_markdown(groups, versus) + "\n" + render_codes_markdown(codes))
+    write_csv(paths[1], *table_rows(groups, versus))
+    plot_bars(groups, paths[2])
     write_csv(paths[3], fields, codes)
-    return paths
+    return paths + [write_comparison_page(sources, names, out_dir)]

@@ -37,7 +37,9 @@ def _floor_means(run: Path) -> dict[str, float]:
     if not path.is_file():
         return {}
     with open(path, newline="") as handle:
-        return {row["floor"]: float(row["fad"]) for row in csv.DictReader(handle) if row.get("class") == "mean"}
+        means = [row for row in csv.DictReader(handle) if row.get("class") == "mean" and row.get("fad")]
+    lead = means[0].get("embedder") if means else None  # several embedders: the first one's FADs
+    return {row["floor"]: float(row["fad"]) for row in means if row.get("embedder") == lead}
 
 
 def read_code_columns(source: Path) -> dict[str, str]:

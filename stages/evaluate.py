@@ -1,13 +1,15 @@
-"""evaluate: per-class FAD of the generated clips, and of the quality floors, against the reference.
+"""evaluate: per-class FAD and/or KAD of the generated clips, and of the quality floors, against the reference.
 
-The embedder, protocol and reference come from the config's evaluate section (reference null: the
-clips prepare made of data.reference or the synthetic held-out set, prepare/reference/). Writes fad.csv (per class
-and mean; CIs and FAD-inf when enabled), fad_matrix.csv (generated class x reference class),
-floors.csv with floors/<vocoder|reconstruction>/<class>/NNNN.wav (real clips through the run's
-vocoder, and through its autoencoder and vocoder; for an autoencoder trained with quantizer
-dropout also reconstruction_k, decoding its first k levels), and report.md, which ends with the
-codes' statistics per level that extract_codes recorded. Embeddings and statistics are
-cached in <run>/cache, keyed by clip content, embedder and protocol.
+The embedders (one, or several: evaluate.embedders), protocol, metrics and reference come from the
+config's evaluate section (reference null: the clips prepare made of data.reference or the
+synthetic held-out set, prepare/reference/). Writes, with a block of rows per embedder, fad.csv
+(per class and mean; KAD, CIs and FAD-inf when enabled), fad_matrix.csv (generated class x reference
+class, for each embedder with FAD), floors.csv with floors/<vocoder|reconstruction>/<class>/NNNN.wav
+(real clips through the run's vocoder, and through its autoencoder and vocoder; for an autoencoder
+trained with quantizer dropout also reconstruction_k, decoding its first k levels), report.md (a
+section per embedder, then the codes' statistics per level that extract_codes recorded), and with
+evaluate.save_embeddings embeddings/<embedder>/ (foley.evaluate.saved). Embeddings are cached in
+<run>/cache, keyed by clip content, embedder and framing.
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ import torch
 from foley.config import Config
 from foley.evaluate.code_tables import floor_fads_by_levels, levels_section
 from foley.evaluate.embedders import build_embedder, check_weights
-from foley.evaluate.embedding import EmbedOptions
+from foley.evaluate.embedding import EmbedOptions, safe_name
 from foley.evaluate.floors import FLOORS, floor_audio, level_floors
 from foley.evaluate.folders import Scorer
 from foley.evaluate.protocols import class_files, get_protocol
+from foley.evaluate.reference import holds_embeddings
 from foley.evaluate.scores import ExtraStatistics, SetScores
-from foley.evaluate.tables import FAD_FIELDS, FLOOR_FIELDS, Provenance, fad_rows, render_report
+from foley.evaluate.tables import FAD_FIELDS, FLOOR_FIELDS, ReportSection, fad_rows, render_report
 from foley.stages.context import StageContext, read_index
 from foley.stages.manifest import update_fingerprint
 from foley.stages.sample import load_decoder, write_clips
@@ -39,12 +42,17 @@ log = logging.getLogger(__name__)
 
 
 def preflight(config: Config) -> None:
-    """Fail before any stage runs when evaluation could not: weights or reference missing."""
+    """Fail before any stage runs when evaluation could not: weights or reference missing, or KAD asked of
+    a reference that holds statistics only."""
     settings = config.evaluate
-    check_weights(settings.embedder, settings.weights)
+    for name in settings.embedder_names:
+        check_weights(name, settings.weights)
     if settings.reference is not None and not Path(settings.reference).exists():
         raise DataError(f"config key 'evaluate.reference': '{settings.reference}' does not exist (give an .npz, "
-                        "a folder of <class>/gt_embedding.pkl, or a folder of <class>/<audio files>)")
+                        "a folder of <class>/gt_embedding.pkl, of saved embeddings, or of <class>/<audio files>)")
+    if settings.reference is not None and "kad" in settings.metrics and not holds_embeddings(settings.reference):
+        raise ConfigError(f"evaluate.metrics has kad, which needs the reference's embeddings, but evaluate.reference "
+                          f"'{settings.reference}' holds statistics only; give clips or saved embeddings, or drop kad")
     if settings.reference is None and config.data.root is not None and config.data.reference is None:
         raise ConfigError("evaluate has no reference: set data.reference (--reference) to real clips, "
                           "or evaluate.reference to statistics or clips")
@@ -53,8 +61,8 @@ def preflight(config: Config) -> None:
 def external_inputs(config: Config) -> str:
     """A fingerprint of the files evaluate reads from outside the run: the reference and the weights."""
     digest = hashlib.sha256()
-    weights = config.evaluate.weights.get(config.evaluate.embedder)
-    for path in (config.evaluate.reference, weights):
+    weights = [config.evaluate.weights.get(name) for name in config.evaluate.embedder_names]
+    for path in (config.evaluate.reference, *weights):
         digest.update(b"<none>" if path is None else str(path).encode())
         if path is not None:
             update_fingerprint(digest, Path(path))
@@ -62,45 +70,71 @@ def external_inputs(config: Config) -> str:
 
 
 def run(config: Config, ctx: StageContext) -> dict:
-    out = ctx.out
     names = config.data.eval_class_names
-    scorer = _scorer(config, ctx)
-    generated = scorer.score(class_files(ctx.input("sample", "samples"), names))
-    floors, floors_note = _floors(config, ctx, scorer)
-    provenance = scorer.provenance
-    _write_tables(out, generated, floors, provenance)
-    floor_means = {floor: result.scores.mean for floor, result in floors.items()}
+    generated_files = class_files(ctx.input("sample", "samples"), names)
+    floor_files, floors_note = _write_floors(config, ctx)
+    (ctx.out / "embeddings").mkdir(parents=True, exist_ok=True)
+    sections = []
+    for embedder in config.evaluate.embedder_names:
+        scorer = _scorer(config, ctx, embedder)
+        embeddings = scorer.embed(generated_files)
+        generated = scorer.score_embeddings(embeddings)
+        if config.evaluate.save_embeddings:
+            scorer.save(ctx.out / "embeddings" / safe_name(scorer.embedder.name), generated_files, embeddings)
+        floors = {floor: scorer.score(files, cross_class=False, checked=False) for floor, files in floor_files.items()}
+        sections.append(ReportSection(generated, scorer.provenance, floors, floors_note))
+        log.info("evaluate: %s over %d classes (%s / %s)", _means(generated), len(names), scorer.provenance.embedder,
+                 scorer.provenance.protocol)
+    _write_tables(ctx.out, sections)
+    floor_means = {f: r.scores.mean for f, r in sections[0].floors.items() if r.scores is not None}
     codes = ctx.details("extract_codes")
     codes_section = levels_section(codes, floor_fads_by_levels(floor_means, codes.get("levels", 0)))
-    report = render_report(config.name, generated, provenance, floors, floors_note) + "\n" + "\n".join(codes_section)
-    write_text_atomic(out / "report.md", report)
-    log.info("evaluate: mean FAD %.3f over %d classes (%s / %s)", generated.scores.mean, len(names),
-             provenance.embedder, provenance.protocol)
+    write_text_atomic(ctx.out / "report.md", render_report(config.name, sections) + "\n" + "\n".join(codes_section))
+    from foley.stages.report import write_run_report  # not at the top: it reads the pipeline, which imports this
+
+    write_run_report(ctx.run_dir)
+    return _details(sections)
+
+
+def _means(result: SetScores) -> str:
+    means = [f"mean FAD {result.scores.mean:.3f}"] if result.scores is not None else []
+    return ", ".join(means + ([f"mean KAD {result.mean_kad.kad:.3f}"] if result.kad is not None else []))
+
+
+def _details(sections: list[ReportSection]) -> dict:
+    """The manifest's summary: the leading embedder's numbers, and every embedder's means."""
+    lead = sections[0].generated
+    fads = lead.scores
     return {
-        "mean_fad": generated.scores.mean,
-        "fad": dict(zip(names, map(float, generated.scores.fad))),
-        **provenance.columns(),
-        "classes_separated": sum(generated.scores.separated()),
-        "floors_mean_fad": floor_means,
+        "mean_fad": None if fads is None else fads.mean,
+        "fad": None if fads is None else dict(zip(lead.class_names, map(float, fads.fad))),
+        **sections[0].provenance.columns(),
+        "classes_separated": None if fads is None else sum(fads.separated()),
+        "floors_mean_fad": {f: r.scores.mean for f, r in sections[0].floors.items() if r.scores is not None},
+        "embedders": {s.provenance.embedder: {"mean_fad": None if s.generated.scores is None else s.generated.scores.mean,
+                                              "mean_kad": None if s.generated.kad is None else s.generated.mean_kad.kad}
+                      for s in sections},
     }
 
 
-def _scorer(config: Config, ctx: StageContext) -> Scorer:
+def _scorer(config: Config, ctx: StageContext, embedder_name: str) -> Scorer:
     settings = config.evaluate
     source = settings.reference
     if source is None and ctx.details("prepare").get("reference_dir") is not None:
         source = ctx.input("prepare", "reference")  # the clips prepare made of data.reference (or the synthetic set)
     if source is None:
         raise ConfigError("evaluate has no reference: set data.reference (--reference) or evaluate.reference")
-    embedder = build_embedder(settings.embedder, settings.weights, ctx.device)
+    embedder = build_embedder(embedder_name, settings.weights, ctx.device)
     options = EmbedOptions(settings.batch_size, str(ctx.device), ctx.run_dir / "cache", ctx.progress)
-    extras = ExtraStatistics(settings.fad_inf, settings.bootstrap, seed=config.seed)
+    extras = ExtraStatistics(settings.fad_inf, settings.bootstrap, seed=config.seed, metrics=settings.metrics,
+                             kad_bandwidth=settings.kad_bandwidth)
     return Scorer.open(source, config.data.eval_class_names, embedder, get_protocol(settings.protocol), options,
                        extras, settings.relax_checks)
 
 
-def _floors(config: Config, ctx: StageContext, scorer: Scorer) -> tuple[dict[str, SetScores], str]:
-    """Score the floors; also returns the report's sentence on how they were made (or why not)."""
+def _write_floors(config: Config, ctx: StageContext) -> tuple[dict[str, dict[str, list[Path]]], str]:
+    """Write the floors' clips; returns their files per floor and class, and the report's sentence on how
+    they were made (or why not)."""
     if not config.evaluate.floors:
         return {}, "Not computed (evaluate.floors is false)."
     names = config.data.eval_class_names
@@ -110,7 +144,7 @@ def _floors(config: Config, ctx: StageContext, scorer: Scorer) -> tuple[dict[str
         return {}, f"Not computed: prepare holds no real reference clips of {missing} (set data.reference)."
     all_mels = np.load(ctx.input("prepare", "mels.npy"), mmap_mode="r")
     decoder = load_decoder(config, ctx.input, ctx.device)
-    results = {}
+    files = {}
     plan = {**{floor: None for floor in FLOORS}, **level_floors(decoder.autoencoder)}
     for floor, levels in plan.items():
         folder = ctx.out / "floors" / floor
@@ -119,19 +153,18 @@ def _floors(config: Config, ctx: StageContext, scorer: Scorer) -> tuple[dict[str
             audio = floor_audio("reconstruction" if levels else floor, mels, decoder.autoencoder, decoder.vocoder,
                                 config.vocoder.batch_size, config.audio.clip_samples, ctx.device, levels)
             write_clips(folder / name, list(range(len(audio))), audio, config.audio.sample_rate)
-        results[floor] = scorer.score(class_files(folder, names), cross_class=False, checked=False)
-        log.info("evaluate: %s floor mean FAD %.3f", floor, results[floor].scores.mean)
+        files[floor] = class_files(folder, names)
     cap = config.evaluate.floor_clips_per_class
     note = (
         f"Real reference clips (prepare's log-mels of {f'at most {cap}' if cap else 'all'} clips "
         f"per class) carried through part of this run's generator, then scored exactly like the generated clips: "
         f"vocoder floor = real log-mel -> vocoder ({decoder.vocoder.name}); reconstruction floor = real log-mel "
         f"-> autoencoder (encode, quantise, decode) -> vocoder{_level_note(plan)}. The floors are made from the "
-        f"reference clips "
-        f"themselves, so they are optimistic bounds. Vocoder floor -> reconstruction floor is what the codes lose; "
-        f"reconstruction floor -> generated is what the prior loses. Clips: `evaluate/floors/<floor>/<class>/`."
+        f"reference clips themselves, so they are optimistic bounds. Vocoder floor -> reconstruction floor is what "
+        f"the codes lose; reconstruction floor -> generated is what the prior loses. Clips: "
+        f"`evaluate/floors/<floor>/<class>/`."
     )
-    return results, note
+    return files, note
 
 
 def _level_note(plan: dict[str, int | None]) -> str:
@@ -152,13 +185,16 @@ def _floor_rows(ctx: StageContext, names: tuple[str, ...], cap: int) -> dict[str
     return chosen
 
 
-def _write_tables(out: Path, generated: SetScores, floors: dict[str, SetScores], provenance: Provenance) -> None:
-    write_csv(out / "fad.csv", FAD_FIELDS, fad_rows(generated, provenance))
-    floor_rows = [{"floor": floor, **row} for floor, result in floors.items() for row in fad_rows(result, provenance)]
+def _write_tables(out: Path, sections: list[ReportSection]) -> None:
+    """fad.csv and floors.csv (a block of rows per embedder), fad_matrix.csv (per embedder with FAD)."""
+    write_csv(out / "fad.csv", FAD_FIELDS, [row for s in sections for row in fad_rows(s.generated, s.provenance)])
+    floor_rows = [{"floor": floor, **row} for s in sections for floor, result in s.floors.items()
+                  for row in fad_rows(result, s.provenance)]
     write_csv(out / "floors.csv", FLOOR_FIELDS, floor_rows)
-    scores = generated.scores
-    header = ("generated \\ reference",) + scores.class_names
-    matrix = [dict(zip(header, (name, *(f"{v:.6f}" for v in row)))) for name, row in zip(scores.class_names, scores.matrix)]
+    names = sections[0].generated.class_names
+    header = ("generated \\ reference", *names, "embedder")
+    matrix = [dict(zip(header, (name, *(f"{v:.6f}" for v in row), s.provenance.embedder)))
+              for s in sections if s.generated.scores is not None for name, row in zip(names, s.generated.scores.matrix)]
     write_csv(out / "fad_matrix.csv", header, matrix)
 
 
@@ -166,7 +202,7 @@ STAGE = Stage(
     name="evaluate",
     sections=("evaluate", "vocoder", "seed", "audio", "mel", "data.eval_class_names"),
     upstream=("prepare", "train_vqvae", "extract_codes", "train_vocoder", "sample"),
-    outputs=("fad.csv", "fad_matrix.csv", "floors.csv", "report.md"),
+    outputs=("fad.csv", "fad_matrix.csv", "floors.csv", "report.md", "embeddings"),
     run=run,
     preflight=preflight,
     external_inputs=external_inputs,

@@ -20,6 +20,7 @@ from foley.util.atomic import write_text_atomic
 
 MANIFEST = "manifest.json"
 SKIPPED_FILES = {MANIFEST, "checkpoint.pt", "checkpoint.pt.prev"}
+REPORT_PAGE, REPORT_FILES = "report.html", "report_files"  # a view of the other files, rebuilt by `foley report`
 
 
 def read_manifest(stage_dir: Path) -> dict[str, Any] | None:
@@ -37,11 +38,14 @@ def write_manifest(stage_dir: Path, manifest: dict[str, Any]) -> None:
 
 
 def output_files(stage_dir: Path) -> dict[str, int]:
-    """Every artifact of a stage (relative path -> size), temporary and resume files excluded."""
+    """Every artifact of a stage (relative path -> size); temporary and resume files, and the report page
+    with its pictures (rebuilt at will, so never an output that decides whether a stage is up to date), excluded."""
     files = {}
     for path in sorted(stage_dir.rglob("*")):
-        if path.is_file() and path.name not in SKIPPED_FILES and not path.name.startswith("."):
-            files[str(path.relative_to(stage_dir))] = path.stat().st_size
+        relative = path.relative_to(stage_dir)
+        if path.is_file() and path.name not in SKIPPED_FILES and not path.name.startswith(".") \
+                and relative.parts[0] not in (REPORT_PAGE, REPORT_FILES):
+            files[str(relative)] = path.stat().st_size
     return files
 
 

@@ -3,6 +3,13 @@ import os
 import pytest
 import torch
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # pytest runs one worker process per core (pyproject: -n auto): each worker, and every process a test
+    # starts, computes on one thread, so the workers never fight over cores (two threads per process on
+    # two busy cores spin-wait and run small tensor ops 10x slower)
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
 # A pipeline small enough for a test: every stage runs, on a tiny synthetic set, in seconds.
 TOY = [
     "data.synthetic.train_per_class=4",

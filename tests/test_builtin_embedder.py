@@ -5,9 +5,9 @@ import torch
 from foley.config import load_config
 from foley.data.synth import write_synthetic_set
 from foley.evaluate.builtin_embedder import BuiltinEmbedder, dct_matrix
-from foley.evaluate.embedding import EmbedOptions
+from foley.evaluate.embedding import EmbedOptions, embed_clips
+from foley.evaluate.fad import gaussian_stats
 from foley.evaluate.protocols import class_files, get_protocol
-from foley.evaluate.reference import clips_stats
 from foley.evaluate.scores import score_classes
 
 
@@ -19,8 +19,9 @@ def test_same_class_real_clips_score_far_below_every_cross_class_pair(tmp_path, 
     train = class_files(synthetic.dev_dir, data.class_names)
     held_out = class_files(synthetic.eval_dir, data.eval_class_names)
     options = EmbedOptions(batch_size=64)
-    generated = {e: clips_stats(held_out[e], embedder, framing, options) for e in data.eval_class_names}
-    reference = {e: clips_stats(train[d], embedder, framing, options) for d, e in zip(data.class_names, data.eval_class_names)}
+    stats = lambda files: gaussian_stats(np.concatenate(embed_clips(files, embedder, framing, options)))
+    generated = {e: stats(held_out[e]) for e in data.eval_class_names}
+    reference = {e: stats(train[d]) for d, e in zip(data.class_names, data.eval_class_names)}
     scores = score_classes(data.eval_class_names, generated, reference)
     cross = scores.matrix[~np.eye(7, dtype=bool)]
     assert scores.fad.max() < 0.3 * cross.min(), (scores.fad, cross.min())

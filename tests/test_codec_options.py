@@ -81,7 +81,7 @@ def test_compare_lists_each_runs_codes(options_run, tmp_path):
 
 
 def test_sample_levels_decodes_the_first_levels_only(options_run):
-    assert foley(options_run, TOY + OPTIONS + ["sample.levels=1"]) == 0
+    assert foley(options_run, TOY + OPTIONS + ["sample.levels=1"], "--stages", "sample") == 0
     assert _details(options_run, "sample")["levels_decoded"] == 1
     model, _ = load_autoencoder(options_run / "train_vqvae" / "vqvae.pt")
     maps = torch.from_numpy(np.load(options_run / "sample" / "codes.npy")).long()

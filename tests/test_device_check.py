@@ -29,7 +29,7 @@ def test_the_gpu_plan_times_the_baseline_sizes_and_runs_nccl_only_with_two_gpus(
     assert "--size baseline --batch 16" in commands["train prior"] and "--compile" in commands["train prior compile"]
     assert "--nproc 2 --device cuda" in commands["nccl"]
     assert device_check.run_check(two[:1], skip={"tests"})[0].command == (
-        "FOLEY_TEST_DEVICE=cuda python -m pytest -q -m device -p no:cacheprovider tests")
+        "FOLEY_TEST_DEVICE=cuda python -m pytest -q -n 0 -m device -p no:cacheprovider tests")
     one = device_check.check_plan("cuda", 1, False, None, tmp_path)
     skipped = {s.name: s.skip for s in one if s.skip}
     assert skipped == {"tests": "no tests/ folder: run from a checkout of foley or pass --tests",

@@ -15,7 +15,7 @@ from foley.evaluate.reference import reference_digest
 from foley.evaluate.scores import ExtraStatistics, score_set
 from foley.evaluate.tables import FAD_FIELDS
 from foley.models.builders import build_autoencoder
-from foley.stages.compare import read_run_fad, require_comparable, run_labels
+from foley.stages.compare import comparable_groups, read_run_scores, run_labels
 from foley.util.errors import ConfigError, RunError
 
 
@@ -101,14 +101,16 @@ def test_compare_inputs_labels_and_scales(tmp_path):
     assert run_labels(sources, None) == [str(s) for s in sources]  # both named "run": paths tell them apart
     with pytest.raises(RunError, match="2 different names"):
         run_labels(sources, ["same", "same"])
-    runs = [read_run_fad(s, label) for s, label in zip(sources, ["x", "y"])]
-    assert runs[0].classes == ("a", "b", "average") and runs[0].fad == (1.0, 3.0, 2.0) and runs[0].low == (None,) * 3
-    with pytest.raises(RunError, match="x: embedder builtin-mfcc-v1.*\n  y: embedder vggish-0123"):
-        require_comparable(runs)
+    runs = [read_run_scores(s, label) for s, label in zip(sources, ["x", "y"])]
+    fad = runs[0].series[("builtin-mfcc-v1", "fad")]
+    assert list(runs[0].series) == [("builtin-mfcc-v1", "fad")]  # no KAD values: no KAD series
+    assert fad.classes == ("a", "b", "average") and fad.value == (1.0, 3.0, 2.0) and fad.low == (None,) * 3
+    with pytest.raises(RunError, match="x: embedder.s. builtin-mfcc-v1.*\n  y: embedder.s. vggish-0123"):
+        comparable_groups(runs)
     with pytest.raises(RunError, match="missing: reference_id"):
-        read_run_fad(tmp_path / "old.csv", "old")
+        read_run_scores(tmp_path / "old.csv", "old")
     with pytest.raises(RunError, match="has no FAD table"):
-        read_run_fad(tmp_path / "nowhere", "none")
+        read_run_scores(tmp_path / "nowhere", "none")
 
 
 @pytest.mark.parametrize(
@@ -116,7 +118,11 @@ def test_compare_inputs_labels_and_scales(tmp_path):
     [
         ("evaluate.bootstrap=1", r"0 \(off\) or at least 2"),
         ("evaluate.floor_clips_per_class=-1", "floor_clips_per_class"),
-        ("evaluate.embedder=clap", "must be one of builtin, vggish"),
+        ("evaluate.embedder=clap", "must be one of builtin, vggish, panns-wglm"),
+        ("evaluate.embedders=[builtin, clap]", "evaluate.embedders.*must be one of builtin"),
+        ("evaluate.metrics=[fad, fid]", "evaluate.metrics.*must be one of fad, kad"),
+        ("evaluate.kad_bandwidth=median", "must be one of reference, generated"),
+        ("evaluate.embedders=[builtin, panns-wglm]", "weights.panns-wglm' is null.*Wavegram_Logmel_Cnn14"),
         ("evaluate.refrence=x.npz", "did you mean 'evaluate.reference'"),
     ],
 )

@@ -118,3 +118,38 @@ def test_bootstrap_interval_is_seeded_and_collapses_for_identical_clips():
     same = bootstrap_scores([clips[0]] * 5, reference, seed=1, resamples=20)
     one_clip = frechet_distance(reference, gaussian_stats(np.concatenate([clips[0]] * 5)))
     assert same == pytest.approx(np.full(20, one_clip))  # every resample is the same clip five times
+
+
+def rows_case(rows, dim):
+    rng = np.random.default_rng(rows)
+    reference = gaussian_stats(rng.standard_normal((3 * dim, dim)) @ rng.standard_normal((dim, dim)) * 0.3)
+    return reference, rng.standard_normal((rows, dim)) * 1.5 + 0.2
+
+
+@pytest.mark.parametrize("rows,dim", [(12, 40), (30, 30), (50, 8)])
+def test_fad_of_rows_equals_the_official_square_root_route(rows, dim):
+    from foley.evaluate.fad import fad_of_rows, frechet_distance_of_rows
+
+    reference, generated = rows_case(rows, dim)
+    official = frechet_distance(reference, gaussian_stats(generated))
+    assert frechet_distance_of_rows(reference, generated) == pytest.approx(official, rel=1e-7)  # sqrtm's own error
+    assert fad_of_rows(reference, generated) == pytest.approx(official, rel=1e-7)
+    if rows > dim:  # more embeddings than dimensions: the official route itself
+        assert fad_of_rows(reference, generated) == official
+
+
+def test_fad_of_rows_equals_the_distance_computed_to_40_digits():
+    mp = pytest.importorskip("mpmath")
+    from foley.evaluate.fad import frechet_distance_of_rows
+
+    mp.mp.dps = 40
+    reference, generated = rows_case(12, 40)
+    rows, dim = generated.shape
+    centred = mp.matrix(generated.tolist()) - mp.ones(rows, 1) * (mp.ones(1, rows) * mp.matrix(generated.tolist()) / rows)
+    sigma = mp.matrix(reference.sigma.tolist())
+    eigenvalues = mp.eigsy(centred * sigma * centred.T / (rows - 1), eigvals_only=True)
+    mean = mp.ones(1, rows) * mp.matrix(generated.tolist()) / rows
+    exact = (mp.fsum((reference.mu[j] - mean[0, j]) ** 2 for j in range(dim)) + mp.fsum(sigma[j, j] for j in range(dim))
+             + mp.fsum(centred[i, j] ** 2 for i in range(rows) for j in range(dim)) / (rows - 1)
+             - 2 * mp.fsum(mp.sqrt(max(e, 0)) for e in eigenvalues))
+    assert frechet_distance_of_rows(reference, generated) == pytest.approx(float(exact), rel=1e-11)

@@ -48,7 +48,7 @@ def test_run_writes_samples_fad_report_and_manifests(toy_run):
     report = (toy_run / "evaluate" / "report.md").read_text()
     assert "Generated class (rows) x reference class (columns)" in report and "builtin-mfcc-v1" in report
     matrix = list(csv.reader(open(toy_run / "evaluate" / "fad_matrix.csv")))
-    assert len(matrix) == 8 and len(matrix[0]) == 8
+    assert len(matrix) == 8 and matrix[0][-1] == "embedder" and len(matrix[0]) == 9 and matrix[1][-1] == "builtin-mfcc-v1"
     assert rows[0]["reference"].startswith("clips in ") and len(rows[0]["reference_id"]) == 12
     assert rows[0]["ci_low"] == rows[0]["fad_inf"] == "" and rows[0]["clips"] == "2"
 
@@ -93,6 +93,9 @@ def test_compare_writes_the_table_and_chart_and_refuses_other_scales(toy_run, tm
     rows = list(csv.DictReader(open(out / "fad_comparison.csv")))
     assert [r["class"] for r in rows] == CLASSES + ["average"]
     assert rows[-1]["toy"] == mine["mean"]["fad"] and rows[-1]["rvq_variant ci_high"] == theirs["mean"]["ci_high"]
+    # the same generated clips in both runs: every paired difference is 0 and its p-value 1
+    assert rows[-1]["rvq_variant diff"] == "0.000000" and rows[-1]["rvq_variant p"] == "1.000000"
+    assert "| Δ rvq_variant − toy | p |" in table and "+0.00 [+0.00, +0.00] | 1.000 |" in table
     assert rows[0]["toy ci_low"] == "" and theirs["rain"]["reference"] == f"clips in {other / 'prepare' / 'synthetic' / 'eval'}"
     assert (out / "fad_comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -100,13 +103,51 @@ def test_compare_writes_the_table_and_chart_and_refuses_other_scales(toy_run, tm
     (other / "evaluate" / "fad.csv").write_text(relabelled)
     assert main(["compare", str(toy_run), str(other), "--out", str(tmp_path / "no"), "-q"]) == 2
     err = capsys.readouterr().err
-    assert "not comparable" in err and "toy: embedder builtin-mfcc-v1, protocol dcase2023" in err and "protocol standard" in err
+    assert "not comparable" in err and "protocol standard" in err
+    assert "toy: embedder(s) builtin-mfcc-v1, protocol dcase2023" in err
     assert not (tmp_path / "no").exists()
     for stage in STAGE_NAMES:
         manifest = _manifest(toy_run, stage)
         assert manifest["status"] == "complete" and manifest["outputs_hash"] and manifest["versions"]["torch"]
     assert "resample_method" in _manifest(toy_run, "prepare")["details"]
     assert (toy_run / "config.yaml").is_file() and not (toy_run / "train_prior" / "checkpoint.pt").exists()
+
+
+def test_several_embedders_and_both_metrics_in_one_evaluation(toy_run, tmp_path):
+    from conftest import TOY
+    from fake_embedders import StatsEmbedder
+
+    from foley.registry import EMBEDDERS
+
+    other = tmp_path / "two_embedders"
+    shutil.copytree(toy_run, other, ignore=shutil.ignore_patterns("floors", "cache", ".lock"))
+    overrides = ["evaluate.embedders=[builtin, stats]", "evaluate.metrics=[fad, kad]", "evaluate.floors=false",
+                 "evaluate.bootstrap=4", f"evaluate.reference={other / 'prepare' / 'synthetic' / 'eval'}"]
+    with EMBEDDERS.registered("stats", StatsEmbedder):
+        assert foley("--out", str(other), "--stages", "evaluate", *_sets(TOY + overrides)) == 0
+    rows = list(csv.DictReader(open(other / "evaluate" / "fad.csv")))
+    assert [(r["embedder"], r["class"]) for r in rows] == [(e, c) for e in ("builtin-mfcc-v1", "stats")
+                                                           for c in CLASSES + ["mean"]]
+    assert all(r["fad"] and r["kad"] and r["kad_ci_low"] for r in rows) and {r["dim"] for r in rows} == {"64", "3"}
+    report = (other / "evaluate" / "report.md").read_text()
+    assert "## Embedder builtin-mfcc-v1" in report and "## Embedder stats" in report and "| class | FAD | KAD |" in report
+    for name in ("builtin-mfcc-v1", "stats"):
+        saved = other / "evaluate" / "embeddings" / name / "rain"
+        assert np.load(saved / "generated.npy").shape[0] == 20 and np.load(saved / "reference.npy").shape[0] == 30
+    matrix = list(csv.DictReader(open(other / "evaluate" / "fad_matrix.csv")))
+    assert [r["embedder"] for r in matrix] == ["builtin-mfcc-v1"] * 7 + ["stats"] * 7
+    details = _manifest(other, "evaluate")["details"]
+    assert set(details["embedders"]) == {"builtin-mfcc-v1", "stats"} and details["embedder"] == "builtin-mfcc-v1"
+
+    out = tmp_path / "table"
+    assert main(["compare", str(other), str(other / "evaluate" / "fad.csv"), "--labels", "a,b", "--resamples", "20",
+                 "--out", str(out), "-q"]) == 0
+    table = (out / "fad_comparison.md").read_text()
+    for title in ("## FAD, embedder builtin-mfcc-v1", "## KAD, embedder builtin-mfcc-v1", "## FAD, embedder stats",
+                  "## KAD, embedder stats", "## Rank agreement between embedders and metrics"):
+        assert title in table
+    compared = list(csv.DictReader(open(out / "fad_comparison.csv")))
+    assert len(compared) == 4 * 8 and {r["b p"] for r in compared} == {"1.000000"}  # a run against itself
 
 
 def test_second_run_skips_everything_and_a_changed_section_reruns_downstream(toy_run, tmp_path, caplog):

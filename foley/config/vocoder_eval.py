@@ -93,11 +93,18 @@ class VocoderConfig:
             self.hifigan.check_files(f"{path}.hifigan")
 
 
+METRICS = ("fad", "kad")  # foley.evaluate.scores computes them
+KAD_BANDWIDTH_FROM = ("reference", "generated")  # where foley.evaluate.kad takes its bandwidth from
+
+
 @dataclass(frozen=True)
 class EvaluateConfig:
     embedder: str
+    embedders: tuple[str, ...]  # when not empty: every embedder of the evaluation, in order (replaces embedder)
     weights: dict[str, str | None]  # embedder name -> its pretrained weights file (EMBEDDERS entries with weights)
     protocol: str
+    metrics: tuple[str, ...]
+    kad_bandwidth: str
     relax_checks: bool
     reference: str | None
     fad_inf: bool
@@ -105,17 +112,31 @@ class EvaluateConfig:
     floors: bool
     floor_clips_per_class: int
     batch_size: int
+    save_embeddings: bool
+
+    @property
+    def embedder_names(self) -> tuple[str, ...]:
+        """The embedders of the evaluation: `embedders` when given, else `embedder` alone."""
+        return self.embedders or (self.embedder,)
 
     def check(self, path: str) -> None:
-        require_choice(self.embedder, EMBEDDERS.names(), f"{path}.embedder")
+        key = f"{path}.embedders" if self.embedders else f"{path}.embedder"
+        for name in self.embedder_names:
+            require_choice(name, EMBEDDERS.names(), key)
+        require(len(set(self.embedder_names)) == len(self.embedder_names), key, "lists an embedder twice")
         for name in self.weights:
             needs = name in EMBEDDERS.names() and EMBEDDERS.entry(name).weights is not None
             require(needs, f"{path}.weights.{name}", f"names no embedder that takes weights; embedders with weights: "
                     f"{', '.join(n for n in EMBEDDERS.names() if EMBEDDERS.entry(n).weights)}")
-        weights = EMBEDDERS.entry(self.embedder).weights
-        if weights is not None and self.weights.get(self.embedder) is None:
-            raise ConfigError(f"config key '{path}.weights.{self.embedder}' is null: {weights.missing(self.embedder, None)}")
+        for name in self.embedder_names:
+            weights = EMBEDDERS.entry(name).weights
+            if weights is not None and self.weights.get(name) is None:
+                raise ConfigError(f"config key '{path}.weights.{name}' is null: {weights.missing(name, None)}")
         require_choice(self.protocol, PROTOCOLS.names(), f"{path}.protocol")
+        require(len(self.metrics) >= 1, f"{path}.metrics", f"needs at least one of {', '.join(METRICS)}")
+        for metric in self.metrics:
+            require_choice(metric, METRICS, f"{path}.metrics")
+        require_choice(self.kad_bandwidth, KAD_BANDWIDTH_FROM, f"{path}.kad_bandwidth")
         require(self.bootstrap == 0 or self.bootstrap >= 2, f"{path}.bootstrap", "must be 0 (off) or at least 2 resamples")
         require(
             self.floor_clips_per_class >= 0,

@@ -56,6 +56,11 @@ class Embedder(Interface):
     def random(cls, device: torch.device | str, seed: int) -> Embedder: ...
 
 
+def safe_name(name: str) -> str:
+    """An embedder name as a folder name: characters other than letters, digits, '.', '_' and '-' become '_'."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
+
+
 def _source_bytes(source: ClipSource) -> bytes | None:
     return None if isinstance(source, ClipArray) else Path(source).read_bytes()
 
@@ -81,8 +86,7 @@ class EmbeddingCache:
 
     @classmethod
     def at(cls, cache_dir: str | Path, embedder: Embedder, framing: Framing) -> EmbeddingCache:
-        safe_name = re.sub(r"[^A-Za-z0-9._-]", "_", embedder.name)
-        return cls(Path(cache_dir) / "embeddings" / framing.key / safe_name)
+        return cls(Path(cache_dir) / "embeddings" / framing.key / safe_name(embedder.name))
 
     def path(self, key: str) -> Path:
         return self.folder / key[:2] / f"{key}.npy"

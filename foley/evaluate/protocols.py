@@ -17,6 +17,10 @@ standard is VGGish as fadtk uses it:
 - contiguous non-overlapping 0.96 s examples over the whole clip, i.e. windows of 15,600 samples
   every 15,360 (exactly the examples VGGish's own framing cuts from the clip's log-mel); a clip
   shorter than one window is zero-padded to one, as fadtk pads short clips.
+dcase2024 is the DCASE 2024 Task 7 fadtk fork (panns-wavegram-logmel), which scores that task: the
+standard protocol's reading and resampling, then the clip written as 16-bit PCM and read back
+(round(x * 32768), clipped: pcm16_round_trip), as the fork stores every converted clip; the embedder's
+own framing (for panns-wglm the whole clip at 32 kHz, one 2048-d embedding per clip).
 Clip files are found by content (foley.audio.formats) and must be whole (foley.audio.integrity).
 """
 
@@ -80,6 +84,7 @@ class Framing:
     pcm_values: bool  # 16-bit PCM as integer values (True) or as floats in [-1, 1]
     peak_normalise: bool
     pad_short: bool  # zero-pad a clip shorter than one window (False: it gives no window)
+    pcm16_round_trip: bool = False  # quantise the resampled clip to 16 bits, as the DCASE 2024 fork stores it
 
     @property
     def key(self) -> str:
@@ -106,6 +111,7 @@ class Protocol:
     peak_normalise: bool
     pad_short: bool
     official_checks: bool  # enforce the official evaluator's input checks
+    pcm16_round_trip: bool = False
 
     def framing(self, embedder: Any) -> Framing:
         """The windows this protocol cuts for `embedder` (anything with sample_rate, window and hop)."""
@@ -117,7 +123,7 @@ class Protocol:
         window = embedder.window if self.window is None else self.window
         step = embedder.hop if self.step is None else self.step
         return Framing(self.name, embedder.sample_rate, window, step, self.resampler, self.pcm_values,
-                       self.peak_normalise, self.pad_short)
+                       self.peak_normalise, self.pad_short, self.pcm16_round_trip)
 
 
 DCASE2023 = Protocol(
@@ -127,6 +133,10 @@ DCASE2023 = Protocol(
 STANDARD = Protocol(
     name="standard", sample_rate=None, window=None, step=None, resampler=FAD_RESAMPLER,
     pcm_values=False, peak_normalise=False, pad_short=True, official_checks=False,
+)
+DCASE2024 = Protocol(
+    name="dcase2024", sample_rate=None, window=None, step=None, resampler=FAD_RESAMPLER,
+    pcm_values=False, peak_normalise=False, pad_short=True, official_checks=False, pcm16_round_trip=True,
 )
 
 
@@ -186,7 +196,15 @@ def read_samples(source: ClipSource, framing: Framing, data: bytes | None = None
     samples = _mono(np.asarray(samples, dtype=np.float64))
     if framing.resampler is not None and rate != framing.sample_rate:
         samples = kaiser_best(samples, rate, framing.sample_rate)
-    return samples
+    return pcm16_round_trip(samples) if framing.pcm16_round_trip else samples
+
+
+def pcm16_round_trip(samples: np.ndarray) -> np.ndarray:
+    """Float samples -> the 16-bit values a PCM wav stores, round(clip(x * 32768, -32768, 32767)) (the
+    scaling of torchaudio's ffmpeg and sox backends) -> float64 in [-1, 1). A 16-bit clip comes through
+    unchanged; libsndfile's scaling (x * 32767) would differ by at most one step."""
+    values = np.clip(np.round(np.asarray(samples, dtype=np.float64) * 32768.0), -32768.0, 32767.0)
+    return values / 32768.0
 
 
 def _read_file(data: bytes, framing: Framing) -> tuple[np.ndarray, int]:

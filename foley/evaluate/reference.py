@@ -1,4 +1,5 @@
-"""Reference statistics per class, from the official gt_embedding.pkl files, an .npz, or folders of clips.
+"""Reference statistics per class, from the official gt_embedding.pkl files, an .npz, folders of clips,
+or a folder of saved embeddings (foley.evaluate.saved).
 
 Every set names how it was made (protocol, embedder, source) so that a FAD is only ever taken
 between statistics made the same way. The official DCASE 2023 files were made with the TensorFlow
@@ -7,8 +8,9 @@ whose pre-ReLU embeddings match TensorFlow's almost exactly (torchvggish issue #
 "vggish-..." embedder is accepted against them.
 
 The .npz layout: <class>_mu (D,), <class>_sigma (D, D), <class>_count () for each class, and the
-0-d strings protocol, embedder, source. Statistics of clips are cached under
-cache_dir/stats/, keyed by protocol, embedder and the content hashes of the clips.
+0-d strings protocol, embedder, source. References made from clips (their embeddings cached per clip
+under cache_dir, keyed by content, embedder and framing) or from saved embeddings also carry the
+embeddings themselves, which KAD needs.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ import numpy as np
 from foley.evaluate.embedding import Embedder, EmbedOptions, content_keys, embed_clips
 from foley.evaluate.fad import GaussianStats, gaussian_stats
 from foley.evaluate.gt_pickle import read_official_stats
-from foley.evaluate.protocols import DCASE2023, ClipSource, Protocol, class_files, enforce_inputs
+from foley.evaluate.protocols import DCASE2023, Protocol, class_files, enforce_inputs
+from foley.evaluate.saved import STATS_FILE, is_saved_folder, load_embeddings, read_manifest
 from foley.util.atomic import save_npz_atomic
 from foley.util.errors import DataError, FoleyError
 
@@ -38,6 +41,7 @@ class ReferenceStats:
     protocol: str
     embedder: str
     source: str
+    embeddings: dict[str, np.ndarray] | None = None  # class -> (rows, D); None: statistics only
 
 
 def _family(embedder_name: str) -> str:
@@ -91,44 +95,51 @@ def load_reference_npz(path: str | Path, class_names: Sequence[str]) -> Referenc
     return ReferenceStats(stats, **meta)
 
 
-def _stats_cache_path(cache_dir: Path, keys: Sequence[str], embedder: Embedder, protocol: Protocol) -> Path:
-    digest = hashlib.sha256("\n".join([protocol.framing(embedder).key, embedder.name, *sorted(keys)]).encode()).hexdigest()
-    return cache_dir / "stats" / f"{digest}.npz"
-
-
-def clips_stats(
-    clips: Sequence[ClipSource],
-    embedder: Embedder,
-    protocol: Protocol,
-    options: EmbedOptions = EmbedOptions(),
-) -> GaussianStats:
-    """Statistics of all windows of the clips; cached by their content, the embedder and the protocol."""
-    cache_dir = options.cache_dir
-    cached = _stats_cache_path(Path(cache_dir), content_keys(clips), embedder, protocol) if cache_dir else None
-    if cached is not None and cached.is_file():
-        with np.load(cached, allow_pickle=False) as data:
-            return GaussianStats(data["mu"], data["sigma"], int(data["count"]))
-    embeddings = embed_clips(clips, embedder, protocol, options)
-    stats = gaussian_stats(np.concatenate(embeddings))
-    if cached is not None:
-        save_npz_atomic(cached, mu=stats.mu, sigma=stats.sigma, count=np.array(stats.count))
-    return stats
-
-
 def reference_from_folder(
     root: str | Path,
     class_names: Sequence[str],
     embedder: Embedder,
     protocol: Protocol,
     relax_checks: bool = False,
-    options: EmbedOptions = EmbedOptions(),
+    options: EmbedOptions | None = None,
 ) -> ReferenceStats:
-    """Statistics of root/<class>/<audio files> per class; under dcase2023 the official input checks apply."""
+    """Embeddings and statistics of root/<class>/<audio files> per class (embeddings cached per clip with
+    options.cache_dir); under dcase2023 the official input checks apply."""
     files = class_files(root, class_names)
     if protocol.official_checks:
         enforce_inputs(files, relax_checks)
-    stats = {name: clips_stats(paths, embedder, protocol, options) for name, paths in files.items()}
-    return ReferenceStats(stats, protocol.name, embedder.name, f"clips in {root}")
+    embeddings = {name: np.concatenate(embed_clips(paths, embedder, protocol, options or EmbedOptions()))
+                  for name, paths in files.items()}
+    stats = {name: gaussian_stats(rows) for name, rows in embeddings.items()}
+    return ReferenceStats(stats, protocol.name, embedder.name, f"clips in {root}", embeddings)
+
+
+def reference_from_saved(
+    root: str | Path, class_names: Sequence[str], embedder: Embedder | None = None, protocol: Protocol | None = None
+) -> ReferenceStats:
+    """The reference part of a saved-embeddings folder: its reference.npy rows (or, when it holds
+    statistics only, its reference_stats.npz); DataError when made with another embedder or framing."""
+    root = Path(root)
+    saved = load_embeddings(root, class_names)
+    source = saved.source
+    if embedder is not None and protocol is not None:
+        framing = protocol.framing(embedder).key
+        if (source.embedder, source.framing) != (embedder.name, framing):
+            raise DataError(f"saved embeddings '{root}' were made with embedder {source.embedder} ({source.framing}); "
+                            f"this evaluation uses {embedder.name} ({framing})")
+    description = f"saved embeddings in {root} (of {source.reference})"
+    if saved.reference is None:
+        stats = load_reference_npz(root / STATS_FILE, class_names).stats
+        return ReferenceStats(stats, source.protocol, source.embedder, description)
+    rows = {name: saved.reference[name].astype(np.float64) for name in class_names}
+    return ReferenceStats({n: gaussian_stats(r) for n, r in rows.items()}, source.protocol, source.embedder, description,
+                          rows)
+
+
+def save_reference_stats(folder: str | Path, reference: ReferenceStats) -> None:
+    """The statistics beside saved embeddings whose reference holds no embeddings (reference_stats.npz), so
+    that FADs re-score from the folder."""
+    save_reference_npz(Path(folder) / STATS_FILE, reference)
 
 
 def load_reference(
@@ -137,9 +148,10 @@ def load_reference(
     embedder: Embedder | None = None,
     protocol: Protocol | None = None,
     relax_checks: bool = False,
-    options: EmbedOptions = EmbedOptions(),
+    options: EmbedOptions | None = None,
 ) -> ReferenceStats:
-    """Reference statistics from an .npz, a folder of <class>/gt_embedding.pkl, or a folder of <class>/<audio files>.
+    """Reference statistics from an .npz, a folder of <class>/gt_embedding.pkl, a folder of saved
+    embeddings, or a folder of <class>/<audio files>.
 
     Clips need the embedder and protocol, and are embedded with options.
     """
@@ -148,6 +160,8 @@ def load_reference(
         return load_reference_npz(source, class_names)
     if not source.is_dir():
         raise DataError(f"reference '{source}' does not exist (give an .npz, or a folder with one folder per class)")
+    if is_saved_folder(source):
+        return reference_from_saved(source, class_names, embedder, protocol)
     if any((source / name / OFFICIAL_FILE).is_file() for name in class_names):
         return read_official_reference(source, class_names)
     if embedder is None or protocol is None:
@@ -155,11 +169,25 @@ def load_reference(
     return reference_from_folder(source, class_names, embedder, protocol, relax_checks, options)
 
 
+def holds_embeddings(source: str | Path) -> bool:
+    """Whether a reference gives embeddings (KAD needs them): a folder of clips, or saved embeddings that
+    include the reference's; not an .npz or official gt_embedding.pkl files (statistics only)."""
+    source = Path(source)
+    if source.is_file():
+        return False
+    if is_saved_folder(source):
+        return bool(read_manifest(source)["has_reference"])
+    return not any(source.glob(f"*/{OFFICIAL_FILE}"))
+
+
 def reference_digest(source: str | Path, class_names: Sequence[str]) -> str:
     """A short content hash naming a reference: of the .npz file, of the classes' official pickles,
-    or of every class's clip contents (names and paths do not enter it)."""
+    or of every class's clip contents (names and paths do not enter it); a saved-embeddings folder
+    keeps the id of the reference it was made from."""
     source = Path(source)
     digest = hashlib.sha256()
+    if source.is_dir() and is_saved_folder(source):
+        return read_manifest(source)["reference_id"]
     if source.is_file():
         digest.update(source.read_bytes())
     elif any((source / name / OFFICIAL_FILE).is_file() for name in class_names):

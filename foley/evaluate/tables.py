@@ -1,20 +1,26 @@
-"""FAD tables as CSV rows, markdown and plain text, shared by the evaluate stage and `foley fad`.
+"""Score tables as CSV rows, markdown and plain text, shared by the evaluate stage and `foley fad`.
 
 Every row and every table names the embedder, the protocol and the reference (its description and
-a content id), so that a number never travels without how it was obtained.
+a content id), so that a number never travels without how it was obtained. A table holds the metrics
+that were asked for (FAD with its FAD-inf and interval, KAD with its bandwidth and interval); the
+others' cells are empty. Several embedders give several blocks of rows, each naming its embedder.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from foley.evaluate.fad import FADInterval
+import numpy as np
+
+from foley.evaluate.fad import FADInterval, sample_size_warning
+from foley.evaluate.kad import KADScore
 from foley.evaluate.scores import SetScores
 
 FAD_FIELDS = (
-    "class", "fad", "ci_low", "ci_high", "fad_inf", "clips", "n_generated", "n_reference",
-    "embedder", "protocol", "reference", "reference_id",
+    "class", "fad", "ci_low", "ci_high", "fad_inf", "kad", "kad_ci_low", "kad_ci_high", "kad_bandwidth",
+    "kad_bandwidth_from", "clips", "n_generated", "n_reference", "dim", "embedder", "protocol", "reference",
+    "reference_id",
 )
 FLOOR_FIELDS = ("floor",) + FAD_FIELDS
 FLOOR_TITLES = {"vocoder": "vocoder floor", "reconstruction": "reconstruction floor"}
@@ -45,73 +51,133 @@ class Provenance:
 
 
 def _number(value: float | None) -> str:
-    return "" if value is None else f"{value:.6f}"
+    return "" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.6f}"
+
+
+def _fad_columns(result: SetScores, c: int | None) -> dict[str, str]:
+    """FAD cells of class c (None: the mean row)."""
+    if result.scores is None:
+        return dict.fromkeys(("fad", "ci_low", "ci_high", "fad_inf"), "")
+    mean = c is None
+    interval = result.mean_interval if mean else (result.intervals[c] if result.intervals else None)
+    inf = result.mean_fad_inf if mean else (result.fad_inf[c].score if result.fad_inf else None)
+    return {"fad": _number(result.scores.mean if mean else result.scores.fad[c]), "ci_low": _number(interval and interval.low),
+            "ci_high": _number(interval and interval.high), "fad_inf": _number(inf)}
+
+
+def _kad_columns(result: SetScores, c: int | None) -> dict[str, str]:
+    if result.kad is None:
+        return dict.fromkeys(("kad", "kad_ci_low", "kad_ci_high", "kad_bandwidth", "kad_bandwidth_from"), "")
+    score = result.mean_kad if c is None else result.kad[c]
+    return {"kad": _number(score.kad), "kad_ci_low": _number(score.low), "kad_ci_high": _number(score.high),
+            "kad_bandwidth": _number(score.bandwidth), "kad_bandwidth_from": score.bandwidth_from}
 
 
 def fad_rows(result: SetScores, provenance: Provenance) -> list[dict]:
-    """One row per class and a `mean` row; ci_low/ci_high and fad_inf are empty when not computed."""
-    s = result.scores
-    intervals = result.intervals or (None,) * len(s.class_names)
-    infs = [f.score for f in result.fad_inf] if result.fad_inf else [None] * len(s.class_names)
-    rows = []
-    for c, name in enumerate(s.class_names):
-        rows.append({
-            "class": name, "fad": _number(s.fad[c]), "ci_low": _number(intervals[c] and intervals[c].low),
-            "ci_high": _number(intervals[c] and intervals[c].high), "fad_inf": _number(infs[c]),
-            "clips": result.clips[c], "n_generated": s.n_generated[c], "n_reference": s.n_reference[c],
-            **provenance.columns(),
-        })
-    mean = result.mean_interval
-    rows.append({
-        "class": "mean", "fad": _number(s.mean), "ci_low": _number(mean and mean.low),
-        "ci_high": _number(mean and mean.high), "fad_inf": _number(result.mean_fad_inf),
-        "clips": sum(result.clips), "n_generated": sum(s.n_generated), "n_reference": sum(s.n_reference),
-        **provenance.columns(),
-    })
-    return rows
+    """One row per class and a `mean` row; cells of metrics and extras not computed are empty."""
+    rows = [_row(result, c, name, provenance) for c, name in enumerate(result.class_names)]
+    return rows + [_row(result, None, "mean", provenance)]
 
 
-def _cell(fad: float, interval: FADInterval | None) -> str:
-    return f"{fad:.3f}" if interval is None else f"{fad:.3f} [{interval.low:.3f}, {interval.high:.3f}]"
+def _row(result: SetScores, c: int | None, name: str, provenance: Provenance) -> dict:
+    """The CSV row of class c (None: the mean row, whose counts are totals)."""
+    pick = (lambda values: sum(values)) if c is None else (lambda values: values[c])
+    return {"class": name, **_fad_columns(result, c), **_kad_columns(result, c), "clips": pick(result.clips),
+            "n_generated": pick(result.n_generated), "n_reference": pick(result.n_reference), "dim": result.dim,
+            **provenance.columns()}
+
+
+def _cell(value: float, interval: FADInterval | KADScore | None) -> str:
+    if interval is None or interval.low is None:
+        return f"{value:.3f}"
+    return f"{value:.3f} [{interval.low:.3f}, {interval.high:.3f}]"
 
 
 def _extras_note(result: SetScores) -> str:
     notes = []
-    if result.intervals:
-        first = result.intervals[0]
+    first = (result.intervals or result.kad or (None,))[0]
+    if first is not None and first.resamples:
         notes.append(f"[low, high]: {first.confidence:.0%} percentile bootstrap interval over clips, "
                      f"{first.resamples} resamples, reference held fixed")
     if result.fad_inf:
         notes.append("FAD-inf: FAD extrapolated to infinitely many embeddings (fadtk's fit of FAD against 1/n)")
-    return "; ".join(notes) + ("." if notes else "")
+    if result.kad:
+        notes.append(f"KAD: kernel audio distance (x100, Gaussian kernel, bandwidth = median pairwise distance of the "
+                     f"{result.kad[0].bandwidth_from} embeddings of each class)")
+    caution = sample_size_warning(min(result.clips), result.dim) if result.clips else None
+    return "; ".join(notes) + ("." if notes else "") + (f" Caution: {caution}." if caution else "")
 
 
-def render_report(run_name: str, generated: SetScores, provenance: Provenance,
-                  floors: Mapping[str, SetScores], floors_note: str) -> str:
-    s = generated.scores
-    separated = s.separated()
-    inf_header, inf_rule = (" FAD-inf |", "---|") if generated.fad_inf else ("", "")
+def _metric_cells(result: SetScores, c: int | None) -> list[str]:
+    """The markdown cells of the metrics, for class c (None: the mean)."""
+    cells = []
+    if result.scores is not None:
+        interval = result.mean_interval if c is None else (result.intervals[c] if result.intervals else None)
+        cells.append(_cell(result.scores.mean if c is None else result.scores.fad[c], interval))
+        if result.fad_inf:
+            cells.append(f"{result.mean_fad_inf if c is None else result.fad_inf[c].score:.3f}")
+    if result.kad is not None:
+        score = result.mean_kad if c is None else result.kad[c]
+        cells.append(_cell(score.kad, score))
+    return cells
+
+
+def _metric_headers(result: SetScores) -> list[str]:
+    headers = ["FAD"] + ["FAD-inf"] * bool(result.fad_inf) if result.scores is not None else []
+    return headers + ["KAD"] * (result.kad is not None)
+
+
+@dataclass(frozen=True)
+class ReportSection:
+    """One embedder's part of a run report: the generated clips' scores, the floors, and how they were made."""
+
+    generated: SetScores
+    provenance: Provenance
+    floors: Mapping[str, SetScores]
+    floors_note: str
+
+
+def render_report(run_name: str, sections: Sequence[ReportSection]) -> str:
+    """The run's report: one section per embedder (headed by its name when there are several)."""
+    lines = [f"# foley run report: {run_name}", ""]
+    for section in sections:
+        if len(sections) > 1:
+            lines += [f"## Embedder {section.provenance.embedder}", ""]
+        lines += render_section(section, "##" if len(sections) == 1 else "###")
+    return "\n".join(lines) + "\n"
+
+
+def render_section(section: ReportSection, heading: str) -> list[str]:
+    generated, provenance = section.generated, section.provenance
+    separated = generated.scores.separated() if generated.scores is not None and generated.scores.cross_class else None
+    headers = _metric_headers(generated) + ["clips", "generated", "reference"]
+    headers += ["closest reference class is its own"] * (separated is not None)
     lines = [
-        f"# foley run report: {run_name}",
-        "",
-        "Per-class FAD of the generated clips (`sample/samples/<class>/`) against the reference; "
+        "Per-class scores of the generated clips (`sample/samples/<class>/`) against the reference; "
         + " ".join(filter(None, [f"{provenance.sentence()}. Counts of generated and reference are embeddings "
-                               "(windows). Lower is better.", _extras_note(generated)])),
+                                 "(windows). Lower is better.", _extras_note(generated)])),
         "",
-        f"| class | FAD |{inf_header} clips | generated | reference | closest reference class is its own |",
-        f"|---|---|{inf_rule}---|---|---|---|",
+        "| class | " + " | ".join(headers) + " |",
+        "|---|" + "---|" * len(headers),
     ]
-    for c, name in enumerate(s.class_names):
-        interval = generated.intervals[c] if generated.intervals else None
-        inf = f" {generated.fad_inf[c].score:.3f} |" if generated.fad_inf else ""
-        lines.append(f"| {name} | {_cell(s.fad[c], interval)} |{inf} {generated.clips[c]} | {s.n_generated[c]} | "
-                     f"{s.n_reference[c]} | {'yes' if separated[c] else 'no'} |")
-    mean_inf = f" **{generated.mean_fad_inf:.3f}** |" if generated.fad_inf else ""
-    lines += [f"| **mean** | **{_cell(s.mean, generated.mean_interval)}** |{mean_inf} {sum(generated.clips)} | | | "
-              f"{sum(separated)} of {len(separated)} |", ""]
-    lines += render_floors(generated, floors, floors_note)
-    lines += [
-        "## Generated class (rows) x reference class (columns)",
+    for c, name in enumerate(generated.class_names):
+        cells = _metric_cells(generated, c) + [str(generated.clips[c]), str(generated.n_generated[c]),
+                                                str(generated.n_reference[c])]
+        cells += ["yes" if separated[c] else "no"] * (separated is not None)
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    mean = [f"**{cell}**" for cell in _metric_cells(generated, None)] + [str(sum(generated.clips)), "", ""]
+    mean += [f"{sum(separated)} of {len(separated)}"] * (separated is not None)
+    lines += ["| **mean** | " + " | ".join(mean) + " |", ""]
+    lines += render_floors(generated, section.floors, section.floors_note, heading)
+    if separated is not None:
+        lines += render_matrix(generated, heading)
+    return lines
+
+
+def render_matrix(generated: SetScores, heading: str) -> list[str]:
+    s = generated.scores
+    lines = [
+        f"{heading} Generated class (rows) x reference class (columns)",
         "",
         "| generated \\ reference | " + " | ".join(s.class_names) + " |",
         "|---|" + "---|" * len(s.class_names),
@@ -119,24 +185,32 @@ def render_report(run_name: str, generated: SetScores, provenance: Provenance,
     for name, row in zip(s.class_names, s.matrix):
         cells = [f"**{v:.2f}**" if v == row.min() else f"{v:.2f}" for v in row]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return lines + [""]
 
 
-def render_floors(generated: SetScores, floors: Mapping[str, SetScores], note: str) -> list[str]:
-    lines = ["## Quality floors", "", note, ""]
+def render_floors(generated: SetScores, floors: Mapping[str, SetScores], note: str, heading: str = "##") -> list[str]:
+    lines = [f"{heading} Quality floors", "", note, ""]
     if not floors:
         return lines
     sets = {**{floor_title(k): v for k, v in floors.items()}, "generated": generated}
-    lines += [
-        "| class | " + " | ".join(f"{title} ({_clip_count(r)} clips)" for title, r in sets.items()) + " |",
-        "|---|" + "---|" * len(sets),
-    ]
-    for c, name in enumerate(generated.scores.class_names):
-        cells = [_cell(r.scores.fad[c], r.intervals[c] if r.intervals else None) for r in sets.values()]
+    metrics = [m for m in ("FAD", "KAD") if m in _metric_headers(generated)]
+    columns = [f"{title} ({_clip_count(r)} clips)" + (f" {m}" if len(metrics) > 1 else "")
+               for m in metrics for title, r in sets.items()]
+    lines += ["| class | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    for c, name in enumerate(generated.class_names):
+        cells = [_floor_cell(r, m, c) for m in metrics for r in sets.values()]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    means = [_cell(r.scores.mean, r.mean_interval) for r in sets.values()]
+    means = [_floor_cell(r, m, None) for m in metrics for r in sets.values()]
     lines += ["| **mean** | " + " | ".join(f"**{m}**" for m in means) + " |", ""]
     return lines
+
+
+def _floor_cell(result: SetScores, metric: str, c: int | None) -> str:
+    if metric == "KAD":
+        score = result.mean_kad if c is None else result.kad[c]
+        return _cell(score.kad, score)
+    interval = result.mean_interval if c is None else (result.intervals[c] if result.intervals else None)
+    return _cell(result.scores.mean if c is None else result.scores.fad[c], interval)
 
 
 def _clip_count(result: SetScores) -> str:
@@ -146,21 +220,32 @@ def _clip_count(result: SetScores) -> str:
 
 def format_table(result: SetScores, provenance: Provenance) -> str:
     """The per-class table as plain text for the terminal, headed by how it was obtained."""
-    s = result.scores
-    header = f"{'class':<22} {'FAD':>10}"
-    header += f" {'95% CI':>21}" if result.intervals else ""
-    header += f" {'FAD-inf':>10}" if result.fad_inf else ""
-    header += f" {'clips':>6} {'embeddings':>10}"
-    lines = [f"FAD per class: {provenance.sentence()}", header]
-    names = list(s.class_names) + ["mean"]
-    fads = list(s.fad) + [s.mean]
-    intervals = list(result.intervals) + [result.mean_interval] if result.intervals else None
-    infs = [f.score for f in result.fad_inf] + [result.mean_fad_inf] if result.fad_inf else None
-    clips = list(result.clips) + [sum(result.clips)]
-    counts = list(s.n_generated) + [sum(s.n_generated)]
-    for i, name in enumerate(names):
-        line = f"{name:<22} {fads[i]:>10.4f}"
-        line += f" {f'[{intervals[i].low:.3f}, {intervals[i].high:.3f}]':>21}" if intervals else ""
-        line += f" {infs[i]:>10.4f}" if infs else ""
-        lines.append(line + f" {clips[i]:>6} {counts[i]:>10}")
-    return "\n".join(lines)
+    columns: list[tuple[str, int]] = []
+    if result.scores is not None:
+        columns += [("FAD", 10)] + [("95% CI", 21)] * bool(result.intervals) + [("FAD-inf", 10)] * bool(result.fad_inf)
+    if result.kad is not None:
+        columns += [("KAD", 10)] + [("95% CI", 21)] * bool(result.kad[0].resamples)
+    header = f"{'class':<22} " + " ".join(f"{title:>{width}}" for title, width in columns) + f" {'clips':>6} {'embeddings':>10}"
+    title = " and ".join(m for m, on in (("FAD", result.scores is not None), ("KAD", result.kad is not None)) if on)
+    lines = [f"{title} per class: {provenance.sentence()}", header]
+    for index, name in [*enumerate(result.class_names), (None, "mean")]:
+        values = _plain_values(result, index)
+        clips = sum(result.clips) if index is None else result.clips[index]
+        count = sum(result.n_generated) if index is None else result.n_generated[index]
+        lines.append(f"{name:<22} " + " ".join(f"{v:>{w}}" for v, (_, w) in zip(values, columns)) + f" {clips:>6} {count:>10}")
+    caution = sample_size_warning(min(result.clips), result.dim) if result.clips else None
+    return "\n".join(lines + ([f"caution: {caution}"] if caution else []))
+
+
+def _plain_values(result: SetScores, c: int | None) -> list[str]:
+    values = []
+    if result.scores is not None:
+        interval = result.mean_interval if c is None else (result.intervals[c] if result.intervals else None)
+        values.append(f"{result.scores.mean if c is None else result.scores.fad[c]:.4f}")
+        values += [f"[{interval.low:.3f}, {interval.high:.3f}]"] if interval is not None else []
+        values += [f"{result.mean_fad_inf if c is None else result.fad_inf[c].score:.4f}"] if result.fad_inf else []
+    if result.kad is not None:
+        score = result.mean_kad if c is None else result.kad[c]
+        values.append(f"{score.kad:.4f}")
+        values += [f"[{score.low:.3f}, {score.high:.3f}]"] if score.resamples else []
+    return values

@@ -93,7 +93,8 @@ def add_bench_fad(benches: argparse._SubParsersAction, common: argparse.Argument
     bench = benches.add_parser("fad", parents=[common], help="FAD embedder speed: embeddings per second")
     bench.add_argument("--embedder", choices=EMBEDDERS.names(), default="vggish", help="default vggish")
     add_weights_arguments(bench, " (default: random weights, which time the same network)")
-    bench.add_argument("--protocol", choices=PROTOCOLS.names(), default="dcase2023", help="window length (default dcase2023)")
+    bench.add_argument("--protocol", choices=PROTOCOLS.names(),
+                       help="windows (default dcase2023 for 16 kHz embedders, else dcase2024: whole 4 s clips for panns-wglm)")
     bench.add_argument("--batch-sizes", default="1,16,64", help="comma-separated windows per call (default 1,16,64)")
     bench.add_argument("--repeats", type=int, default=3, help="timed calls per batch size (default 3)")
     bench.add_argument("--device", help="auto, cpu, cuda or cuda:N (default auto)")
@@ -111,16 +112,16 @@ def cmd_bench_fad(args: argparse.Namespace) -> int:
 
     from foley.evaluate.embedders import build_embedder, random_embedder
     from foley.evaluate.embedding import benchmark_embedder
-    from foley.evaluate.protocols import clip_windows, get_protocol
+    from foley.evaluate.protocols import DCASE2023, clip_windows, get_protocol
     from foley.util.device import resolve_device
 
     device = resolve_device(args.device or "auto")
-    protocol = get_protocol(args.protocol)
     random_weights = entry.weights is not None and given is None
     if random_weights:
         embedder = random_embedder(args.embedder, device)
     else:
         embedder = build_embedder(args.embedder, weights_from(args), device)
+    protocol = get_protocol(args.protocol or ("dcase2023" if embedder.sample_rate == DCASE2023.sample_rate else "dcase2024"))
     framing = protocol.framing(embedder)
     clip_rate = 22050 if framing.resampler is None else framing.sample_rate
     per_clip = clip_windows(np.ones(CLIP_SECONDS * clip_rate), framing).shape[0]

@@ -13,6 +13,7 @@ from foley.stages.commands.bench import add_bench_commands
 from foley.stages.commands.device_check import add_gpu_check
 from foley.stages.commands.evaluation import add_eval_commands
 from foley.stages.commands.launch import check_nproc, from_environment, relaunch, resume_command
+from foley.stages.commands.report import add_report_command
 from foley.stages.commands.vocode import add_vocode_command
 from foley.util.errors import FoleyError, Interrupted, RunError
 
@@ -79,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth.set_defaults(handler=cmd_synth_data)
     add_eval_commands(commands, common)
     add_vocode_command(commands, common)
+    add_report_command(commands, common)
     add_bench_commands(commands, common)
     add_gpu_check(commands, common)
     return parser
@@ -134,7 +136,7 @@ def _run_here(args: argparse.Namespace, config, stages: tuple[str, ...], device,
         return 130
     for outcome in outcomes:
         log.info("  %-14s %-8s %7.1f s", outcome.name, outcome.status, outcome.seconds)
-    report = run_dir / "evaluate" / "report.md"
+    report = run_dir / "evaluate" / "report.html"
     if report.exists() and "evaluate" in stages:
         log.info("report: %s", report)
     return 0
@@ -151,7 +153,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
     refuse_existing(folder, args.n, args.force)  # before the minutes of sampling
     clips = run.generate(name, args.n, seed=args.seed, device=args.device, progress=not args.quiet)
     paths = clips.write(folder, force=True)
-    log.info("wrote %d clips of %s to %s (seed %d)", len(paths), name, folder, clips.seed)
+    from foley.stages.report import write_clips_page
+
+    page = write_clips_page(folder.parent / f"{name}.html", paths, f"foley generate: {len(paths)} clips of {name}",
+                            f"run {args.run_dir}, seed {clips.seed}", run.config.mel)
+    log.info("wrote %d clips of %s to %s (seed %d); to listen: %s", len(paths), name, folder, clips.seed, page)
     return 0
 
 

@@ -67,7 +67,7 @@ def check_plan(device: str, gpus: int, reduced: bool, tests: Path | None, out: P
     no_tests = None if tests is not None else "no tests/ folder: run from a checkout of foley or pass --tests"
     nccl_skip = None if gpus >= 2 and device == "cuda" else f"needs 2 GPUs, this machine has {gpus}"
     return [
-        Step("tests", ("python", "-m", "pytest", "-q", "-m", "device", "-p", "no:cacheprovider", str(tests)),
+        Step("tests", ("python", "-m", "pytest", "-q", "-n", "0", "-m", "device", "-p", "no:cacheprovider", str(tests)),
              env={TEST_DEVICE_VARIABLE: device}, skip=no_tests),
         Step("sample", ("foley", "bench", "sample", "--size", size, "--batch", batch, *sample, "--device", device,
                         "--json", "-q"), json_output=True),

@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 
 from foley.config import load_config
+from foley.config.vocoder_eval import KAD_BANDWIDTH_FROM, METRICS
 from foley.registry import EMBEDDERS, PROTOCOLS
 from foley.util.errors import DataError, RunError
 
@@ -17,13 +18,21 @@ log = logging.getLogger("foley")
 
 
 def add_eval_commands(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    fad = commands.add_parser("fad", parents=[common], help="per-class FAD of a folder of clips against a reference")
+    fad = commands.add_parser("fad", parents=[common], help="per-class FAD / KAD of a folder of clips against a reference")
     fad.add_argument("generated_dir", type=Path, help="folder of <class>/<audio files>")
     fad.add_argument("--reference", type=Path, required=True,
-                     help="folder of <class>/<audio files>, statistics .npz, or folder of <class>/gt_embedding.pkl "
-                          "(the official evaluator's data/eval)")
+                     help="folder of <class>/<audio files>, folder of saved embeddings (--save-embeddings), statistics .npz, "
+                          "or folder of <class>/gt_embedding.pkl (the official evaluator's data/eval)")
     fad.add_argument("--protocol", choices=PROTOCOLS.names(), required=True,
-                     help="dcase2023 (the official evaluator) or standard (the embedder's rate and windows)")
+                     help="dcase2023 (the official evaluator), standard (the embedder's rate and windows) or dcase2024 "
+                          "(the DCASE 2024 fadtk fork: Kaiser resampling, 16-bit; whole clips for panns-wglm)")
+    fad.add_argument("--metric", default="fad", help="fad, kad or fad,kad (default fad); kad needs the reference's "
+                                                      "clips or saved embeddings")
+    fad.add_argument("--kad-bandwidth", choices=KAD_BANDWIDTH_FROM, default="reference",
+                     help="KAD bandwidth: median pairwise distance of the reference (default, the KAD paper) or of "
+                          "the generated embeddings (kadtk's code)")
+    fad.add_argument("--save-embeddings", type=Path, metavar="DIR",
+                     help="write DIR/<class>/generated.npy and reference.npy (float32, one row per embedding scored)")
     fad.add_argument("--embedder", choices=EMBEDDERS.names(), required=True,
                      help="builtin is weight-free (its numbers compare only with builtin numbers); others need weights")
     add_weights_arguments(fad)
@@ -38,11 +47,15 @@ def add_eval_commands(commands: argparse._SubParsersAction, common: argparse.Arg
     fad.add_argument("--device", help="auto, cpu, cuda or cuda:N (default auto)")
     fad.set_defaults(handler=cmd_fad)
 
-    compare = commands.add_parser("compare", parents=[common], help="per-class FAD table and bar chart across runs")
+    compare = commands.add_parser("compare", parents=[common],
+                                  help="per-class FAD / KAD tables, paired tests and bar chart across runs")
     compare.add_argument("runs", type=Path, nargs="+", metavar="RUN_DIR", help="run folders (or fad.csv files)")
     compare.add_argument("--out", type=Path, default=Path("outputs") / "comparison",
                          help="output folder (default outputs/comparison)")
     compare.add_argument("--labels", help="comma-separated column names, one per run (default: the run folders' names)")
+    compare.add_argument("--resamples", type=int, default=200,
+                         help="paired bootstrap resamples against the first run (default 200)")
+    compare.add_argument("--seed", type=int, default=0, help="seed of the paired bootstrap (default 0)")
     compare.set_defaults(handler=cmd_compare)
 
 
@@ -77,6 +90,7 @@ def cmd_fad(args: argparse.Namespace) -> int:
         entry.weights.check(args.embedder, weights[args.embedder])
     if args.bootstrap == 1 or args.bootstrap < 0 or args.batch_size < 1:
         raise RunError("--bootstrap must be 0 (off) or at least 2, and --batch-size at least 1")
+    metrics = _metrics(args.metric)
     names = tuple(n.strip() for n in args.classes.split(",")) if args.classes else load_config("base").data.eval_class_names
     from foley.evaluate.folders import score_folder
 
@@ -84,19 +98,29 @@ def cmd_fad(args: argparse.Namespace) -> int:
         args.generated_dir, args.reference, embedder=args.embedder, protocol=args.protocol, weights=weights,
         classes=names, relax_checks=args.relax_checks, fad_inf=args.fad_inf, bootstrap=args.bootstrap,
         seed=args.seed, batch_size=args.batch_size, cache=args.cache, device=args.device or "auto",
-        progress=not args.quiet,
+        progress=not args.quiet, metrics=metrics, kad_bandwidth=args.kad_bandwidth, save_embeddings=args.save_embeddings,
     )
     print(result.table())
     if args.out:
         result.write_csv(args.out)
         log.info("wrote %s", args.out)
+    if args.save_embeddings:
+        log.info("wrote the embeddings to %s", args.save_embeddings)
     return 0
+
+
+def _metrics(text: str) -> tuple[str, ...]:
+    metrics = tuple(m.strip() for m in text.split(",") if m.strip())
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown or not metrics or len(set(metrics)) != len(metrics):
+        raise RunError(f"--metric takes {', '.join(METRICS)} or several separated by commas (e.g. fad,kad); got {text!r}")
+    return metrics
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from foley.stages.compare import compare_runs
 
     labels = [label.strip() for label in args.labels.split(",")] if args.labels else None
-    for path in compare_runs(args.runs, args.out, labels):
+    for path in compare_runs(args.runs, args.out, labels, seed=args.seed, resamples=args.resamples):
         log.info("wrote %s", path)
     return 0
