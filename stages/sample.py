@@ -20,12 +20,22 @@ from foley.models.builders import load_autoencoder, load_prior
 from foley.sample.generate import Generated, generate
 from foley.stages.context import StageContext
 from foley.util.atomic import save_npy_atomic
+from foley.util.errors import ConfigError
 from foley.vocoders.build import Vocoder, build_vocoder
 
 NAME = "sample"
 SECTIONS = ("sample", "vocoder", "seed", "amp")
 UPSTREAM = ("train_vqvae", "train_prior", "train_vocoder")
 log = logging.getLogger(__name__)
+
+
+def preflight(config: Config) -> None:
+    """Refuse guidance before any stage runs when the configured prior will have no null label."""
+    if config.sample.guidance != 1 and config.prior.label_dropout == 0:
+        raise ConfigError(
+            f"sample.guidance {config.sample.guidance:g} needs a prior with a null label, but prior.label_dropout is 0; "
+            "set prior.label_dropout > 0 (e.g. --set prior.label_dropout=0.1) or sample.guidance to 1"
+        )
 
 
 @dataclass
@@ -45,6 +55,13 @@ def load_generator(config: Config, run_dir: Path, device: torch.device) -> Gener
 
 def generate_for(config: Config, generator: Generator, class_ids: list[int], indices: list[int],
                  seed: int, progress: bool) -> Generated:
+    """The clips; ConfigError when config.sample.guidance needs a null label the prior lacks."""
+    if config.sample.guidance != 1 and generator.prior.null_label is None:
+        raise ConfigError(
+            f"guidance {config.sample.guidance:g} needs a prior trained with a null label, but this run's prior "
+            "(train_prior/prior.pt) was trained with prior.label_dropout 0; use guidance 1, or retrain it with "
+            "prior.label_dropout > 0 (e.g. foley run --set prior.label_dropout=0.1)"
+        )
     return generate(
         generator.prior, generator.autoencoder, generator.vocoder, class_ids, indices, seed,
         config.sample, config.codes.stack, config.audio.clip_samples, progress=progress, amp=config.amp,
@@ -73,4 +90,5 @@ def run(config: Config, ctx: StageContext) -> dict:
     save_npy_atomic(out / "mels.npy", result.mels.astype(np.float32))
     log.info("sample: wrote %d clips per class to %s", per_class, out / "samples")
     amp = config.amp and ctx.device.type == "cuda"
-    return {"per_class": per_class, "vocoder": generator.vocoder.name, "sampler": "fast", "amp": amp}
+    return {"per_class": per_class, "vocoder": generator.vocoder.name, "sampler": "fast", "amp": amp,
+            "guidance": config.sample.guidance}

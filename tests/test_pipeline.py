@@ -140,6 +140,14 @@ def test_generate_reproduces_the_runs_clips_and_never_overwrites(toy_run, tmp_pa
     assert main(["generate", str(toy_run), "--class", "whale", "-n", "1", "-q"]) == 2
 
 
+def test_guidance_on_a_prior_without_a_null_label_is_refused_with_the_fix(toy_run, tmp_path, capsys, toy_overrides):
+    out = tmp_path / "guided"
+    assert main(["generate", str(toy_run), "--class", "rain", "-n", "1", "--guidance", "2", "--out", str(out), "-q"]) == 2
+    assert "trained with prior.label_dropout 0" in capsys.readouterr().err and not out.exists()
+    assert foley("--out", str(tmp_path / "r"), *_sets(toy_overrides + ["sample.guidance=2"])) == 2
+    assert "set prior.label_dropout > 0" in capsys.readouterr().err and not (tmp_path / "r").exists()
+
+
 def test_bad_files_are_listed_and_the_run_finishes(tmp_path, toy_overrides):
     data = write_synthetic_set(tmp_path / "data", DEV_CLASSES, CLASSES, 2, 3, seed=3, progress=False)
     folder = data.dev_dir / "DogBark"

@@ -7,6 +7,7 @@ from foley.config.loading import (
     config_from_dict,
     dump_config,
     load_config,
+    load_run_config,
     resolve_config_path,
     section_from_dict,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "config_from_dict",
     "dump_config",
     "load_config",
+    "load_run_config",
     "resolve_config_path",
     "section_from_dict",
     "SyntheticConfig",

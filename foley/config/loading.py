@@ -40,6 +40,22 @@ def config_from_dict(document: Mapping[str, Any]) -> Config:
     return _build(Config, document, "")
 
 
+def load_run_config(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """A run folder's resolved config.yaml, then `key=value` overrides.
+
+    Keys added to foley after the run was made (absent from its config.yaml) take base.yaml's
+    values, which for such keys are the behaviour the run had (e.g. prior.label_dropout 0).
+    """
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise ConfigError(f"'{run_dir}' is not a foley run folder (no config.yaml); give the --out of a `foley run`")
+    document = _read_layered(_builtin_dir() / "base.yaml", seen=())
+    _deep_merge(document, _read_layered(path, seen=()))
+    for override in overrides:
+        _apply_override(document, override)
+    return config_from_dict(document)
+
+
 def section_from_dict(cls: type, data: Mapping[str, Any], path: str) -> Any:
     """One validated config section (e.g. AutoencoderConfig) from plain data, as stored in checkpoints."""
     return _build(cls, data, path)

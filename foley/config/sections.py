@@ -195,6 +195,7 @@ class PriorConfig:
     n_head: int
     dropout: float
     label_hidden: int
+    label_dropout: float
     train: TrainConfig
 
     def check(self, path: str) -> None:
@@ -203,6 +204,11 @@ class PriorConfig:
         require(self.kernel_size >= 2, f"{path}.kernel_size", "must be at least 2")
         require(self.n_res_block >= 0, f"{path}.n_res_block", "must be >= 0")
         require(0.0 <= self.dropout < 1.0, f"{path}.dropout", "must be in [0, 1)")
+        require(
+            0.0 <= self.label_dropout < 1.0,
+            f"{path}.label_dropout",
+            "must be in [0, 1) (0 = no null label; classifier-free guidance needs > 0, e.g. 0.1)",
+        )
         if self.attention:
             require(self.n_head >= 1, f"{path}.n_head", "must be positive")
             require(
@@ -218,10 +224,12 @@ class SampleConfig:
     temperature: float
     top_k: int
     batch_size: int
+    guidance: float
 
     def check(self, path: str) -> None:
         require(self.per_class >= 1, f"{path}.per_class", "must be at least 1")
         require(self.temperature > 0, f"{path}.temperature", "must be positive")
+        require(self.guidance >= 0, f"{path}.guidance", "must be >= 0 (1 = no classifier-free guidance, 0 = unconditional)")
         require(self.top_k >= 0, f"{path}.top_k", "must be >= 0 (0 = no top-k truncation)")
         require(self.batch_size >= 1, f"{path}.batch_size", "must be at least 1")
 

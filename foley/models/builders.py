@@ -36,6 +36,7 @@ def build_prior(section: PriorConfig, map_shape: tuple[int, int], vocab_size: in
         n_head=section.n_head,
         dropout=section.dropout,
         label_hidden=section.label_hidden,
+        label_dropout=section.label_dropout,
     )
 
 
@@ -66,7 +67,8 @@ def load_autoencoder(path: str | Path) -> tuple[Autoencoder, AutoencoderConfig]:
 def load_prior(path: str | Path) -> tuple[PixelSNAIL, PriorConfig]:
     payload = load_checkpoint(path, kind="prior")
     spec = payload["model_config"]
-    section = section_from_dict(PriorConfig, spec["prior"], "prior")
+    # priors saved before label dropout existed have no null label: label_dropout 0 is what they are
+    section = section_from_dict(PriorConfig, {"label_dropout": 0.0, **spec["prior"]}, "prior")
     model = build_prior(section, tuple(spec["map_shape"]), spec["vocab_size"], spec["n_classes"])
     _load_state(model, payload, path)
     return model, section

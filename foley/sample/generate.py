@@ -59,7 +59,7 @@ def generate(
         batch_indices = list(indices[first : first + settings.batch_size])
         seeds = [clip_seed(seed, c, i) for c, i in zip(batch_classes, batch_indices)]
         labels = torch.tensor(batch_classes, dtype=torch.long, device=device)
-        maps = sampler(labels, seeds, settings.temperature, settings.top_k)
+        maps = sampler(labels, seeds, settings.temperature, settings.top_k, guidance=settings.guidance)
         mel = autoencoder.decode_codes(unstack_levels(maps, autoencoder.levels, stack))
         wave = vocoder(mel)
         codes.append(maps.cpu().numpy())

@@ -7,9 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-import yaml
-
-from foley.config import builtin_config_names, config_from_dict, load_config
+from foley.config import builtin_config_names, load_config, load_run_config
 from foley.stages import STAGE_NAMES
 from foley.stages.commands.bench import add_bench_commands
 from foley.stages.commands.evaluation import add_eval_commands
@@ -65,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("-n", type=int, default=10, help="number of clips (default 10)")
     gen.add_argument("--seed", type=int, help="seed (default: the run's; clip i then equals the run's sample i)")
     gen.add_argument("--out", type=Path, help="output folder (default: RUN_DIR/generated)")
+    gen.add_argument("--guidance", type=float,
+                     help="classifier-free guidance scale (default: the run's sample.guidance; 1 = none; "
+                          "other values need a prior trained with prior.label_dropout > 0)")
     gen.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     gen.add_argument("--force", action="store_true", help="overwrite existing clips")
     gen.set_defaults(handler=cmd_generate)
@@ -142,10 +143,8 @@ def _run_here(args: argparse.Namespace, config, stages: tuple[str, ...], device,
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    config_path = args.run_dir / "config.yaml"
-    if not config_path.is_file():
-        raise RunError(f"'{args.run_dir}' is not a foley run folder (no config.yaml); give the --out of a `foley run`")
-    config = config_from_dict(yaml.safe_load(config_path.read_text()))
+    guidance = [] if args.guidance is None else [f"sample.guidance={args.guidance}"]
+    config = load_run_config(args.run_dir, guidance)
     if args.n < 1:
         raise RunError("-n must be at least 1")
     class_id = _class_id(config, args.class_name)
@@ -162,7 +161,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     seed = config.seed if args.seed is None else args.seed
     result = generate_for(config, generator, [class_id] * args.n, list(range(args.n)), seed, progress=not args.quiet)
     paths = write_clips(folder, list(range(args.n)), result.audio, config.audio.sample_rate)
-    log.info("wrote %d clips of %s to %s (seed %d)", len(paths), name, folder, seed)
+    log.info("wrote %d clips of %s to %s (seed %d, guidance %g)", len(paths), name, folder, seed, config.sample.guidance)
     return 0
 
 
