@@ -6,6 +6,12 @@ and mean; CIs and FAD-inf when enabled), fad_matrix.csv (generated class x refer
 floors.csv with floors/<vocoder|reconstruction>/<class>/NNNN.wav (real clips through the run's
 vocoder, and through its autoencoder and vocoder), and report.md. Embeddings and statistics are
 cached in <run>/cache, keyed by clip content, embedder and protocol.
+
+Class accuracy (evaluate.classifier_epochs > 0): a log-mel CNN (foley.evaluate.classifier) trained
+on prepare's real development clips (train and val splits) classifies the held-out real clips (the
+ceiling), the floor clips and the generated clips: class_accuracy.csv, class_confusion.csv and a
+report section. Its seed is fixed, not the run's, so one classifier judges every seed of a group;
+it is cached in <run>/cache/classifiers, keyed by the content of its training clips.
 """
 
 from __future__ import annotations
@@ -18,13 +24,31 @@ import numpy as np
 import torch
 
 from foley.config import Config
+from foley.evaluate.classifier import (
+    ClassAccuracy,
+    ClassifierSettings,
+    cached_classifier,
+    class_accuracy,
+    clip_mels,
+    predict,
+)
 from foley.evaluate.embedders import build_embedder, describe_embedder
 from foley.evaluate.embedding import Embedder, EmbedOptions
 from foley.evaluate.floors import FLOORS, floor_audio
 from foley.evaluate.protocols import Protocol, class_files, enforce_inputs, get_protocol
 from foley.evaluate.reference import ReferenceStats, load_reference, reference_digest, require_compatible
 from foley.evaluate.scores import ExtraStatistics, SetScores, score_clips
-from foley.evaluate.tables import FAD_FIELDS, FLOOR_FIELDS, Provenance, fad_rows, render_report
+from foley.evaluate.tables import (
+    ACCURACY_FIELDS,
+    FAD_FIELDS,
+    FLOOR_FIELDS,
+    Provenance,
+    accuracy_rows,
+    confusion_rows,
+    fad_rows,
+    render_class_accuracy,
+    render_report,
+)
 from foley.models.vggish_weights import missing_weights_message
 from foley.stages.context import StageContext, read_index, write_csv
 from foley.stages.manifest import stage_details, update_fingerprint
@@ -76,10 +100,14 @@ def run(config: Config, ctx: StageContext) -> dict:
     generated = score_clips(generated_files, embedder, protocol, reference.stats, extras, options)
     floors, floors_note = _floors(config, ctx, embedder, protocol, reference, extras, options)
     _write_tables(out, generated, floors, provenance)
-    write_text_atomic(out / "report.md", render_report(config.name, generated, provenance, floors, floors_note))
+    accuracy, accuracy_note = _class_accuracy(config, ctx, tuple(floors))
+    report = render_report(config.name, generated, provenance, floors, floors_note,
+                           render_class_accuracy(accuracy, accuracy_note))
+    write_text_atomic(out / "report.md", report)
     log.info("evaluate: mean FAD %.3f over %d classes (%s / %s)", generated.scores.mean, len(names),
              embedder.name, protocol.name)
     return {
+        "class_accuracy": {name: result.mean for name, result in accuracy.items()},
         "mean_fad": generated.scores.mean,
         "fad": dict(zip(names, map(float, generated.scores.fad))),
         **provenance.columns(),
@@ -134,6 +162,42 @@ def _floors(config: Config, ctx: StageContext, embedder: Embedder, protocol: Pro
         f"themselves, so they are optimistic bounds. Vocoder floor -> reconstruction floor is what the codes lose; "
         f"reconstruction floor -> generated is what the prior loses. Clips: `evaluate/floors/<floor>/<class>/`."
     )
+    return results, note
+
+
+def _class_accuracy(config: Config, ctx: StageContext, floors: tuple[str, ...]) -> tuple[dict[str, ClassAccuracy], str]:
+    """Classify the held-out real, floor and generated clips; writes the CSVs; returns the results and
+    the report's sentence on how they were obtained."""
+    epochs = config.evaluate.classifier_epochs
+    if not epochs:
+        return {}, "Not computed (evaluate.classifier_epochs is 0)."
+    names = config.data.eval_class_names
+    index = read_index(ctx)
+    all_mels = np.load(ctx.dir("prepare") / "mels.npy", mmap_mode="r")
+    train = [r for r in index if r["split"] in ("train", "val")]
+    model, key = cached_classifier(ctx.run_dir / "cache", np.ascontiguousarray(all_mels[[int(r["row"]) for r in train]]),
+                                   np.array([int(r["class_id"]) for r in train]), len(names), ClassifierSettings(epochs=epochs))
+    results = {}
+    held_out = [r for r in index if r["split"] == "reference" and r["class_name"] in names]
+    if held_out:
+        mels = all_mels[[int(r["row"]) for r in held_out]]
+        results["real"] = class_accuracy(np.array([int(r["class_id"]) for r in held_out]), predict(model, mels), names)
+    folders = {floor: ctx.dir(NAME) / "floors" / floor for floor in floors}
+    folders["generated"] = ctx.dir("sample") / "samples"
+    for name, folder in folders.items():
+        files = class_files(folder, names)
+        paths = [path for class_name in names for path in files[class_name]]
+        true = np.array([c for c, class_name in enumerate(names) for _ in files[class_name]])
+        mels = clip_mels(paths, config.mel, config.audio.sample_rate, config.audio.clip_samples)
+        results[name] = class_accuracy(true, predict(model, mels), names)
+    write_csv(ctx.dir(NAME) / "class_accuracy.csv", ACCURACY_FIELDS, accuracy_rows(results, key[:12]))
+    write_csv(ctx.dir(NAME) / "class_confusion.csv", *confusion_rows(results))
+    log.info("evaluate: class accuracy %s", ", ".join(f"{k} {v.mean:.1%}" for k, v in results.items()))
+    note = (f"A log-mel CNN (foley.evaluate.classifier, {epochs} epochs, fixed seed; content id {key[:12]}) trained "
+            f"on the {len(train)} real development clips prepare read classifies each set's clips (log-mels of the "
+            "wav files); a cell is the share of a class's clips classified as that class (clips in brackets). "
+            "Held-out real clips are the ceiling"
+            + ("" if held_out else " (not computed: prepare holds no held-out real clips)") + ".")
     return results, note
 
 

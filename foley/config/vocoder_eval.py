@@ -110,6 +110,7 @@ class EvaluateConfig:
     floors: bool
     floor_clips_per_class: int
     batch_size: int
+    classifier_epochs: int
 
     def check(self, path: str) -> None:
         require_choice(self.embedder, EMBEDDERS, f"{path}.embedder")
@@ -123,3 +124,4 @@ class EvaluateConfig:
             "must be >= 0 (0 = every reference clip)",
         )
         require(self.batch_size >= 1, f"{path}.batch_size", "must be at least 1")
+        require(self.classifier_epochs >= 0, f"{path}.classifier_epochs", "must be >= 0 (0 = no class accuracy)")

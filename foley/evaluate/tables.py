@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from foley.evaluate.classifier import ClassAccuracy
 from foley.evaluate.fad import FADInterval
 from foley.evaluate.scores import SetScores
 
@@ -18,6 +19,8 @@ FAD_FIELDS = (
 )
 FLOOR_FIELDS = ("floor",) + FAD_FIELDS
 FLOOR_TITLES = {"vocoder": "vocoder floor", "reconstruction": "reconstruction floor"}
+ACCURACY_FIELDS = ("set", "class", "clips", "correct", "accuracy", "classifier")
+ACCURACY_TITLES = {"real": "held-out real (ceiling)", **FLOOR_TITLES, "generated": "generated"}
 
 
 @dataclass(frozen=True)
@@ -79,8 +82,53 @@ def _extras_note(result: SetScores) -> str:
     return "; ".join(notes) + ("." if notes else "")
 
 
+def accuracy_rows(results: Mapping[str, ClassAccuracy], classifier: str) -> list[dict]:
+    """Per set (real, floors, generated): one row per class and a `mean` row (the mean of the classes)."""
+    rows = []
+    for name, result in results.items():
+        correct = [int(v) for v in result.confusion.diagonal()]
+        for c, class_name in enumerate(result.class_names):
+            rows.append({"set": name, "class": class_name, "clips": int(result.clips[c]), "correct": correct[c],
+                         "accuracy": _number(result.per_class[c]), "classifier": classifier})
+        rows.append({"set": name, "class": "mean", "clips": int(result.clips.sum()), "correct": sum(correct),
+                     "accuracy": _number(result.mean), "classifier": classifier})
+    return rows
+
+
+def confusion_rows(results: Mapping[str, ClassAccuracy]) -> tuple[tuple[str, ...], list[dict]]:
+    """Per set and true class, the clips predicted as each class."""
+    names = next(iter(results.values())).class_names if results else ()
+    fields = ("set", "true \\ predicted", *names)
+    rows = [dict(zip(fields, (name, true, *map(int, counts))))
+            for name, result in results.items() for true, counts in zip(result.class_names, result.confusion)]
+    return fields, rows
+
+
+def render_class_accuracy(results: Mapping[str, ClassAccuracy], note: str) -> list[str]:
+    """The report's class-accuracy section: per class and set, then the generated clips' confusion matrix."""
+    lines = ["## Class accuracy", "", note, ""]
+    if not results:
+        return lines
+    names = next(iter(results.values())).class_names
+    lines += ["| class | " + " | ".join(ACCURACY_TITLES[k] for k in results) + " |", "|---|" + "---|" * len(results)]
+    for c, name in enumerate(names):
+        lines.append(f"| {name} | " + " | ".join(_percent(r.per_class[c], int(r.clips[c])) for r in results.values()) + " |")
+    lines += ["| **mean** | " + " | ".join(f"**{r.mean:.1%}**" for r in results.values()) + " |", ""]
+    if "generated" in results:
+        lines += ["Generated clips: their class (rows) x the classifier's class (columns).", "",
+                  "| generated \\ classified | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+        for name, counts in zip(names, results["generated"].confusion):
+            lines.append(f"| {name} | " + " | ".join(str(int(v)) for v in counts) + " |")
+        lines.append("")
+    return lines
+
+
+def _percent(value: float, clips: int) -> str:
+    return "no clips" if clips == 0 else f"{value:.1%} ({clips})"
+
+
 def render_report(run_name: str, generated: SetScores, provenance: Provenance,
-                  floors: Mapping[str, SetScores], floors_note: str) -> str:
+                  floors: Mapping[str, SetScores], floors_note: str, accuracy: list[str] | None = None) -> str:
     s = generated.scores
     separated = s.separated()
     inf_header, inf_rule = (" FAD-inf |", "---|") if generated.fad_inf else ("", "")
@@ -102,6 +150,7 @@ def render_report(run_name: str, generated: SetScores, provenance: Provenance,
     mean_inf = f" **{generated.mean_fad_inf:.3f}** |" if generated.fad_inf else ""
     lines += [f"| **mean** | **{_cell(s.mean, generated.mean_interval)}** |{mean_inf} {sum(generated.clips)} | | | "
               f"{sum(separated)} of {len(separated)} |", ""]
+    lines += accuracy or []
     lines += render_floors(generated, floors, floors_note)
     lines += [
         "## Generated class (rows) x reference class (columns)",

@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("run_dir", type=Path)
     gen.add_argument("--class", dest="class_name", required=True, help="class name (either layout) or id")
     gen.add_argument("-n", type=int, default=10, help="number of clips (default 10)")
-    gen.add_argument("--seed", type=int, help="seed (default: the run's; clip i then equals the run's sample i)")
+    gen.add_argument("--seed", type=int, help="seed (default: the run's; clip i then has the codes of the run's sample i)")
     gen.add_argument("--out", type=Path, help="output folder (default: RUN_DIR/generated)")
     gen.add_argument("--guidance", type=float,
                      help="classifier-free guidance scale (default: the run's sample.guidance; 1 = none; "
