@@ -22,9 +22,14 @@ class StageContext:
     run_dir: Path
     device: torch.device
     progress: bool = True
+    cache_dir: Path | None = None  # content-keyed caches (embeddings, classifiers); None: <run>/cache
 
     def dir(self, stage: str) -> Path:
         return self.run_dir / stage
+
+    @property
+    def cache(self) -> Path:
+        return self.cache_dir or self.run_dir / "cache"
 
 
 INDEX_FIELDS = ("row", "path", "class_id", "class_name", "split", "conversions")

@@ -5,13 +5,14 @@ real clips prepare read, data.reference or the synthetic held-out set). Writes f
 and mean; CIs and FAD-inf when enabled), fad_matrix.csv (generated class x reference class),
 floors.csv with floors/<vocoder|reconstruction>/<class>/NNNN.wav (real clips through the run's
 vocoder, and through its autoencoder and vocoder), and report.md. Embeddings and statistics are
-cached in <run>/cache, keyed by clip content, embedder and protocol.
+cached in <run>/cache (or the cache a group of seed runs shares), keyed by clip content, embedder
+and protocol.
 
 Class accuracy (evaluate.classifier_epochs > 0): a log-mel CNN (foley.evaluate.classifier) trained
 on prepare's real development clips (train and val splits) classifies the held-out real clips (the
 ceiling), the floor clips and the generated clips: class_accuracy.csv, class_confusion.csv and a
 report section. Its seed is fixed, not the run's, so one classifier judges every seed of a group;
-it is cached in <run>/cache/classifiers, keyed by the content of its training clips.
+it is cached in the cache's classifiers/, keyed by the content of its training clips.
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ def run(config: Config, ctx: StageContext) -> dict:
     names = config.data.eval_class_names
     embedder = build_embedder(settings.embedder, settings.vggish_weights, ctx.device)
     protocol = get_protocol(settings.protocol)
-    options = EmbedOptions(settings.batch_size, str(ctx.device), ctx.run_dir / "cache", ctx.progress)
+    options = EmbedOptions(settings.batch_size, str(ctx.device), ctx.cache, ctx.progress)
     reference, provenance = _reference(config, ctx, embedder, protocol, options)
     extras = ExtraStatistics(settings.fad_inf, settings.bootstrap, seed=config.seed)
     generated_files = class_files(ctx.dir("sample") / "samples", names)
@@ -175,7 +176,7 @@ def _class_accuracy(config: Config, ctx: StageContext, floors: tuple[str, ...]) 
     index = read_index(ctx)
     all_mels = np.load(ctx.dir("prepare") / "mels.npy", mmap_mode="r")
     train = [r for r in index if r["split"] in ("train", "val")]
-    model, key = cached_classifier(ctx.run_dir / "cache", np.ascontiguousarray(all_mels[[int(r["row"]) for r in train]]),
+    model, key = cached_classifier(ctx.cache, np.ascontiguousarray(all_mels[[int(r["row"]) for r in train]]),
                                    np.array([int(r["class_id"]) for r in train]), len(names), ClassifierSettings(epochs=epochs))
     results = {}
     held_out = [r for r in index if r["split"] == "reference" and r["class_name"] in names]

@@ -1,8 +1,9 @@
 """`foley compare`: the per-class FAD of several runs side by side, as the RVQ paper's Table 2.
 
 Rows are the classes and their average, columns the runs; a cell is the FAD, with its bootstrap
-interval when the run computed one. Runs whose FADs were made with a different embedder, protocol
-or reference (content id) are refused: their numbers are not on one scale.
+interval when the run computed one. A group of seed runs (`foley run --seeds`) is one column: the
+mean over its seeds ± their sample standard deviation. Runs whose FADs were made with a different
+embedder, protocol or reference (content id) are refused: their numbers are not on one scale.
 Writes fad_comparison.md, fad_comparison.csv and fad_comparison.png (grouped bars, Agg backend).
 """
 
@@ -12,6 +13,9 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+from foley.stages.commands.seeds import is_group, read_group
 from foley.stages.context import write_csv
 from foley.util.atomic import atomic_path, write_text_atomic
 from foley.util.errors import RunError
@@ -33,6 +37,8 @@ class RunFAD:
     clips: tuple[int, ...]
     scale: dict[str, str]  # embedder, protocol, reference_id
     reference: str
+    spread: tuple[float, ...] | None = None  # a group's sample standard deviation over its seeds
+    seeds: int = 1
 
 
 def fad_csv_path(source: Path) -> Path:
@@ -48,6 +54,23 @@ def _optional(text: str) -> float | None:
 
 
 def read_run_fad(source: Path, label: str) -> RunFAD:
+    """A run's FADs, or a seed group's mean and spread over its runs."""
+    return read_group_fad(source, label) if is_group(source) else read_one_fad(source, label)
+
+
+def read_group_fad(group: Path, label: str) -> RunFAD:
+    record = read_group(group)
+    runs = [read_one_fad(group / name, f"{label} seed {seed}") for seed, name in zip(record["seeds"], record["runs"])]
+    require_comparable(runs)
+    fads = np.array([run.fad for run in runs])
+    spread = fads.std(axis=0, ddof=1) if len(runs) > 1 else np.zeros(fads.shape[1])
+    first = runs[0]
+    none = (None,) * len(first.fad)
+    return RunFAD(label, first.classes, tuple(map(float, fads.mean(axis=0))), none, none, first.clips, first.scale,
+                  first.reference, tuple(map(float, spread)), len(runs))
+
+
+def read_one_fad(source: Path, label: str) -> RunFAD:
     path = fad_csv_path(source)
     with open(path, newline="") as handle:
         rows = list(csv.DictReader(handle))
@@ -94,6 +117,8 @@ def require_comparable(runs: list[RunFAD]) -> None:
 
 
 def _cell(run: RunFAD, i: int) -> str:
+    if run.spread is not None:
+        return f"{run.fad[i]:.2f} ± {run.spread[i]:.2f}"
     low, high = run.low[i], run.high[i]
     return f"{run.fad[i]:.2f}" if low is None or high is None else f"{run.fad[i]:.2f} [{low:.2f}, {high:.2f}]"
 
@@ -111,7 +136,8 @@ def render_markdown(runs: list[RunFAD]) -> str:
         f"Embedder {first.scale['embedder']}, protocol {first.scale['protocol']}, reference {first.reference} "
         f"(content id {first.scale['reference_id']}). Generated clips per class: "
         + ", ".join(f"{r.label} {_clip_range(r)}" for r in runs)
-        + ". [low, high]: bootstrap interval, where the run computed one.",
+        + ". [low, high]: bootstrap interval, where the run computed one."
+        + "".join(f" {r.label}: mean ± sample standard deviation over {r.seeds} seeds." for r in runs if r.spread),
         "",
         "| class | " + " | ".join(r.label for r in runs) + " |",
         "|---|" + "---|" * len(runs),
@@ -126,13 +152,15 @@ def render_markdown(runs: list[RunFAD]) -> str:
 def table_rows(runs: list[RunFAD]) -> tuple[tuple[str, ...], list[dict]]:
     fields = ["class"]
     for r in runs:
-        fields += [r.label, f"{r.label} ci_low", f"{r.label} ci_high"]
+        fields += [r.label, f"{r.label} ci_low", f"{r.label} ci_high"] + ([f"{r.label} sd"] if r.spread else [])
     rows = []
     for i, name in enumerate(runs[0].classes):
         row = {"class": name}
         for r in runs:
             row.update({r.label: f"{r.fad[i]:.6f}", f"{r.label} ci_low": "" if r.low[i] is None else f"{r.low[i]:.6f}",
                         f"{r.label} ci_high": "" if r.high[i] is None else f"{r.high[i]:.6f}"})
+            if r.spread:
+                row[f"{r.label} sd"] = f"{r.spread[i]:.6f}"
         rows.append(row)
     return tuple(fields), rows
 
@@ -142,7 +170,6 @@ def plot_bars(runs: list[RunFAD], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
     classes = runs[0].classes
     x = np.arange(len(classes))
@@ -152,6 +179,8 @@ def plot_bars(runs: list[RunFAD], path: Path) -> None:
         fad = np.array(r.fad)
         has_ci = all(v is not None for v in r.low + r.high)
         errors = np.array([fad - np.array(r.low, float), np.array(r.high, float) - fad]).clip(min=0) if has_ci else None
+        if r.spread:
+            errors = np.array(r.spread)
         ax.bar(x + (k - (len(runs) - 1) / 2) * width, fad, width, yerr=errors, capsize=2, label=r.label)
     ax.set_xticks(x, classes, rotation=30, ha="right")
     ax.set_ylabel("FAD (lower is better)")
