@@ -36,12 +36,12 @@ GAIN_DB = 6.0
 
 @dataclass(frozen=True)
 class ClassifierSettings:
-    epochs: int = 20
+    epochs: int = 10
     batch_size: int = 32
     lr: float = 3e-3
     seed: int = 0
-    widths: tuple[int, int, int] = (16, 32, 32)
-    pool: tuple[int, int] = (2, 4)  # mel bins x frames averaged before the first convolution
+    widths: tuple[int, int, int] = (8, 16, 16)
+    pool: tuple[int, int] = (4, 4)  # mel bins x frames averaged before the first convolution
 
 
 class MelClassifier(nn.Module):
