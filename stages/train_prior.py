@@ -9,6 +9,7 @@ from foley.config import Config
 from foley.models.builders import build_prior, prior_spec
 from foley.stages.context import StageContext, train_model
 from foley.stages.manifest import stage_details
+from foley.train.schedule import schedule_for
 from foley.train.tasks import PriorTask
 
 NAME = "train_prior"
@@ -34,6 +35,7 @@ def run(config: Config, ctx: StageContext) -> dict:
     model = build_prior(section, tuple(codes.shape[1:]), vocab_size, config.class_count)
     model.to(ctx.device)
     spec = prior_spec(model, section)
-    task = PriorTask(model, section.train.lr, ctx.device, config.amp, val_set=val, val_batch_size=section.train.batch_size)
+    task = PriorTask(model, section.train.lr, ctx.device, config.amp, val_set=val, val_batch_size=section.train.batch_size,
+                     lr_factor=schedule_for(section.train, len(codes)))
     summary = train_model(ctx, NAME, "prior", spec, model, task, torch.utils.data.TensorDataset(codes, labels), section.train, config.seed, "prior.pt")
     return {"train_maps": len(codes), "val_maps": len(val[0]), "parameters": sum(p.numel() for p in model.parameters()), "final": summary}

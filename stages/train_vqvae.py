@@ -8,6 +8,7 @@ import torch
 from foley.config import Config
 from foley.models.builders import autoencoder_spec, build_autoencoder
 from foley.stages.context import StageContext, read_index, train_model
+from foley.train.schedule import schedule_for
 from foley.train.tasks import AutoencoderTask
 
 NAME = "train_vqvae"
@@ -31,7 +32,7 @@ def run(config: Config, ctx: StageContext) -> dict:
     spec = autoencoder_spec(model, section)
     task = AutoencoderTask(
         model, section.quantizer.commitment, section.train.lr, ctx.device, config.amp,
-        val_mels=val, val_batch_size=section.train.batch_size,
+        val_mels=val, val_batch_size=section.train.batch_size, lr_factor=schedule_for(section.train, len(train)),
     )
     summary = train_model(ctx, NAME, "autoencoder", spec, model, task, torch.utils.data.TensorDataset(train), section.train, config.seed, "vqvae.pt")
     return {"train_clips": len(train), "val_clips": len(val), "final": summary}

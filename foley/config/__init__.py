@@ -17,6 +17,7 @@ from foley.config.schema import (
 )
 from foley.config.sections import (
     CODEBOOK_INITS,
+    LR_SCHEDULES,
     QUANTIZERS,
     STACKS,
     AudioConfig,
@@ -58,6 +59,7 @@ __all__ = [
     "AudioConfig",
     "MelConfig",
     "TrainConfig",
+    "LR_SCHEDULES",
     "QUANTIZERS",
     "CODEBOOK_INITS",
     "QuantizerConfig",

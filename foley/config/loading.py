@@ -57,8 +57,17 @@ def load_run_config(run_dir: str | Path, overrides: list[str] | tuple[str, ...] 
 
 
 def section_from_dict(cls: type, data: Mapping[str, Any], path: str) -> Any:
-    """One validated config section (e.g. AutoencoderConfig) from plain data, as stored in checkpoints."""
-    return _build(cls, data, path)
+    """One validated config section (e.g. AutoencoderConfig) from plain data, as stored in checkpoints.
+
+    Keys added to foley after the data was written (absent from it) take base.yaml's values for
+    the section at `path`: for such keys these are the behaviour of before (e.g. prior.label_dropout 0).
+    """
+    defaults: Any = _read_layered(_builtin_dir() / "base.yaml", seen=())
+    for part in path.split("."):
+        defaults = defaults.get(part, {}) if isinstance(defaults, dict) else {}
+    merged = dict(defaults) if isinstance(defaults, dict) else {}
+    _deep_merge(merged, data)
+    return _build(cls, merged, path)
 
 
 def resolve_config_path(source: str | Path) -> Path:

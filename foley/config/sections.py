@@ -93,6 +93,9 @@ class MelConfig:
         require(0 <= self.fmin < self.fmax, f"{path}.fmin", "must be in [0, fmax)")
 
 
+LR_SCHEDULES = ("constant", "cosine")  # foley.train.schedule.SCHEDULES
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int
@@ -100,8 +103,12 @@ class TrainConfig:
     lr: float
     checkpoint_every: int
     num_workers: int
+    schedule: str = "constant"
+    warmup_steps: int = 0
 
     def check(self, path: str) -> None:
+        require_choice(self.schedule, LR_SCHEDULES, f"{path}.schedule")
+        require(self.warmup_steps >= 0, f"{path}.warmup_steps", "must be >= 0 (0 = no warm-up)")
         require(self.epochs >= 1, f"{path}.epochs", "must be at least 1")
         require(self.batch_size >= 1, f"{path}.batch_size", "must be at least 1")
         require(self.lr > 0, f"{path}.lr", "must be positive")

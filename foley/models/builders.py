@@ -67,8 +67,7 @@ def load_autoencoder(path: str | Path) -> tuple[Autoencoder, AutoencoderConfig]:
 def load_prior(path: str | Path) -> tuple[PixelSNAIL, PriorConfig]:
     payload = load_checkpoint(path, kind="prior")
     spec = payload["model_config"]
-    # priors saved before label dropout existed have no null label: label_dropout 0 is what they are
-    section = section_from_dict(PriorConfig, {"label_dropout": 0.0, **spec["prior"]}, "prior")
+    section = section_from_dict(PriorConfig, spec["prior"], "prior")
     model = build_prior(section, tuple(spec["map_shape"]), spec["vocab_size"], spec["n_classes"])
     _load_state(model, payload, path)
     return model, section
