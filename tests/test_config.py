@@ -96,3 +96,22 @@ def test_cli_unknown_key_fails_fast_with_one_line(tmp_path):
         "foley: error: unknown config key 'prior.chanel'; did you mean 'prior.channel'?"
     ]
     assert not (tmp_path / "r").exists()
+
+
+def test_keys_added_later_leave_the_hash_of_runs_made_before_them_unchanged():
+    import hashlib
+    import json
+
+    from foley.config import to_plain
+
+    config = load_config("quick")
+    plain = {"prior": to_plain(config.prior), "sample": to_plain(config.sample)}
+    for key in ("schedule", "warmup_steps"):
+        del plain["prior"]["train"][key]
+    del plain["prior"]["label_dropout"], plain["sample"]["guidance"]
+    before = hashlib.sha256(json.dumps(plain, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+    assert config.section_hash("prior", "sample") == before
+    guided = load_config("quick", ["prior.label_dropout=0.1", "sample.guidance=2"])
+    assert guided.section_hash("prior") != config.section_hash("prior")
+    assert guided.section_hash("sample") != config.section_hash("sample")
+    assert load_config("quick", ["prior.train.warmup_steps=5"]).section_hash("prior") != config.section_hash("prior")

@@ -88,8 +88,13 @@ class Config:
         return len(self.data.class_names)
 
     def section_hash(self, *sections: str) -> str:
-        """Content hash of the named sections (a stage's parameters); dotted names name sub-sections."""
-        payload = {name: to_plain(self.section(name)) for name in sections}
+        """Content hash of the named sections (a stage's parameters); dotted names name sub-sections.
+
+        A key declared with a default in its section's dataclass (a key added after the first
+        release, whose default is the behaviour of before) is left out while it holds that default,
+        so run folders made before the key existed stay up to date.
+        """
+        payload = {name: _hashed(self.section(name)) for name in sections}
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -102,3 +107,15 @@ class Config:
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
+
+
+def _hashed(value: Any) -> Any:
+    """``to_plain(value)`` without the fields that hold their declared defaults."""
+    if not dataclasses.is_dataclass(value):
+        return to_plain(value)
+    kept = {}
+    for field in dataclasses.fields(value):
+        item = getattr(value, field.name)
+        if field.default is dataclasses.MISSING or item != field.default:
+            kept[field.name] = _hashed(item)
+    return kept

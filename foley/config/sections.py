@@ -1,7 +1,9 @@
 """The configuration sections of the model pipeline: data, audio, mel, training, autoencoder, codes, prior, sampling.
 
 Each is a frozen dataclass whose check(path) raises ConfigError naming the key and what would be
-valid; `require` and `to_plain` are shared by every section module.
+valid; `require` and `to_plain` are shared by every section module. A field declared with a
+default is a key added later whose default is the behaviour of before: every config still lists
+it (base.yaml), and at its default it leaves its section's hash (Config.section_hash) unchanged.
 """
 
 from __future__ import annotations
@@ -202,8 +204,8 @@ class PriorConfig:
     n_head: int
     dropout: float
     label_hidden: int
-    label_dropout: float
     train: TrainConfig
+    label_dropout: float = 0.0
 
     def check(self, path: str) -> None:
         for key in ("channel", "kernel_size", "n_block", "res_channel", "label_hidden"):
@@ -231,7 +233,7 @@ class SampleConfig:
     temperature: float
     top_k: int
     batch_size: int
-    guidance: float
+    guidance: float = 1.0
 
     def check(self, path: str) -> None:
         require(self.per_class >= 1, f"{path}.per_class", "must be at least 1")
