@@ -108,7 +108,7 @@ def test_keys_added_later_leave_the_hash_of_runs_made_before_them_unchanged():
     plain = {"prior": to_plain(config.prior), "sample": to_plain(config.sample)}
     for key in ("schedule", "warmup_steps"):
         del plain["prior"]["train"][key]
-    del plain["prior"]["label_dropout"], plain["sample"]["guidance"]
+    del plain["prior"]["label_dropout"], plain["prior"]["label_channels"], plain["sample"]["guidance"]
     before = hashlib.sha256(json.dumps(plain, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
     assert config.section_hash("prior", "sample") == before
     guided = load_config("quick", ["prior.label_dropout=0.1", "sample.guidance=2"])

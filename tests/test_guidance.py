@@ -17,10 +17,12 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 VOCAB, CLASSES = 9, 3
 
 
-def prior_with(label_dropout: float, map_shape=(3, 5), seed: int = 0, attention: bool = True) -> PixelSNAIL:
+def prior_with(label_dropout: float, map_shape=(3, 5), seed: int = 0, attention: bool = True,
+               label_channels: int = 1) -> PixelSNAIL:
     torch.manual_seed(seed)
     return PixelSNAIL(map_shape, VOCAB, CLASSES, channel=8, kernel_size=3, n_block=1, n_res_block=1, res_channel=6,
-                      attention=attention, n_head=2, dropout=0.1, label_hidden=8, label_dropout=label_dropout).eval()
+                      attention=attention, n_head=2, dropout=0.1, label_hidden=8, label_dropout=label_dropout,
+                      label_channels=label_channels).eval()
 
 
 LABELS = torch.tensor([0, 1, 2, 1])
@@ -62,6 +64,16 @@ def test_label_dropout_zero_draws_nothing_in_training():
     training_map = prior.label_map(LABELS)
     assert torch.equal(torch.get_rng_state(), state)
     assert torch.equal(training_map, prior.eval().label_map(LABELS))
+
+
+def test_label_channels_widen_the_conditioning_map():
+    prior = prior_with(0.0, label_channels=4)
+    state = prior.state_dict()
+    assert state["embedNet.blocks.3.weight"].shape == (4 * 3 * 5, 8)
+    assert state["blocks.0.resblocks.0.condition.conv.weight_v"].shape[1] == 4
+    assert prior.label_map(LABELS).shape == (4, 4, 3, 5)
+    with pytest.raises(ValueError, match="label_channels"):
+        prior_with(0.0, label_channels=0)
 
 
 def test_label_dropout_adds_a_learned_null_label():
@@ -118,16 +130,17 @@ def guided_map_is_consistent(prior: PixelSNAIL, maps: torch.Tensor, labels: torc
                for p in range(flat.shape[1]))
 
 
-@pytest.mark.parametrize("guidance,temperature,top_k,attention", [
-    (3.0, 1.0, 0, True), (1.5, 0.8, 4, False), (0.5, 1.0, 0, True), (2.0, 1.0, 3, True),
+@pytest.mark.parametrize("guidance,temperature,top_k,attention,label_channels", [
+    (3.0, 1.0, 0, True, 1), (1.5, 0.8, 4, False, 1), (0.5, 1.0, 0, True, 1), (2.0, 1.0, 3, True, 4), (1.0, 1.0, 0, True, 4),
 ])
-def test_fast_and_reference_sample_the_same_guided_maps(guidance, temperature, top_k, attention):
-    prior = with_strong_labels(prior_with(0.1, map_shape=(4, 6), seed=2, attention=attention))
+def test_fast_and_reference_sample_the_same_guided_maps(guidance, temperature, top_k, attention, label_channels):
+    prior = with_strong_labels(prior_with(0.1, map_shape=(4, 6), seed=2, attention=attention, label_channels=label_channels))
     reference = sample_reference(prior, LABELS, SEEDS, temperature, top_k, guidance=guidance)
     fast = sample_fast(prior, LABELS, SEEDS, temperature, top_k, guidance=guidance, batch_size=3)
     assert torch.equal(fast, reference)
     assert guided_map_is_consistent(prior, reference, LABELS, SEEDS, guidance, temperature, top_k)
-    assert not torch.equal(reference, sample_reference(prior, LABELS, SEEDS, temperature, top_k))
+    if guidance != 1:
+        assert not torch.equal(reference, sample_reference(prior, LABELS, SEEDS, temperature, top_k))
 
 
 def test_guidance_zero_samples_the_null_label_and_one_the_class():

@@ -180,7 +180,7 @@ class AutoencoderConfig:
         require(self.n_res_block >= 0, f"{path}.n_res_block", "must be >= 0")
 
 
-STACKS = ("freq", "interleave")
+STACKS = ("freq", "interleave", "time")
 
 
 @dataclass(frozen=True)
@@ -206,9 +206,10 @@ class PriorConfig:
     label_hidden: int
     train: TrainConfig
     label_dropout: float = 0.0
+    label_channels: int = 1
 
     def check(self, path: str) -> None:
-        for key in ("channel", "kernel_size", "n_block", "res_channel", "label_hidden"):
+        for key in ("channel", "kernel_size", "n_block", "res_channel", "label_hidden", "label_channels"):
             require(getattr(self, key) >= 1, f"{path}.{key}", "must be positive")
         require(self.kernel_size >= 2, f"{path}.kernel_size", "must be at least 2")
         require(self.n_res_block >= 0, f"{path}.n_res_block", "must be >= 0")

@@ -37,6 +37,7 @@ def build_prior(section: PriorConfig, map_shape: tuple[int, int], vocab_size: in
         dropout=section.dropout,
         label_hidden=section.label_hidden,
         label_dropout=section.label_dropout,
+        label_channels=section.label_channels,
     )
 
 

@@ -88,7 +88,7 @@ class IncrementalPixelSNAIL:
     def begin(self, labels: torch.Tensor) -> None:
         """Start a batch of maps, one per label (B,), at position 0."""
         condition = self.label_map(labels.to(self.background.device))
-        self.condition = condition.view(-1, *self.map_shape).to(self.dtype)  # (B, H, W)
+        self.condition = condition.to(self.dtype)  # (B, label_channels, H, W)
         self.batch = len(labels)
         self.stacks.begin(self.batch, self.map_shape)
         for block in self.blocks:
@@ -105,7 +105,7 @@ class IncrementalPixelSNAIL:
         if col == 0:
             self.stacks.start_row(row)
             for block in self.blocks:
-                block.start_row(self.condition[:, row])
+                block.start_row(self.condition[:, :, row])
         x = self.stacks.step(col)
         background = self.background[self.position].expand(self.batch, -1)
         for block in self.blocks:

@@ -6,7 +6,7 @@ vocabulary given the codes at earlier positions and the clip's class label:
 - two causal input stacks over the one-hot codes: ``horizontal`` sees the rows above, ``vertical``
   the positions to the left in the current and upper rows; their sum enters the first block;
 - ``n_block`` pixel blocks: gated residual blocks with causal convolutions (the label's learned
-  conditioning map added in each), then causal multi-head attention over all earlier positions
+  conditioning map, of ``label_channels`` channels (the baseline: 1), added in each), then causal multi-head attention over all earlier positions
   with the coordinate ``background`` as extra input (or, without attention, a 1x1 convolution);
 - ELU and a 1x1 convolution to vocabulary logits.
 
@@ -139,10 +139,11 @@ class PixelBlock(nn.Module):
         attention: bool,
         n_head: int,
         dropout: float,
+        label_channels: int = 1,
     ) -> None:
         super().__init__()
         self.resblocks = nn.ModuleList(
-            GatedResBlock(channel, res_channel, kernel_size, True, dropout, condition_channels=1)
+            GatedResBlock(channel, res_channel, kernel_size, True, dropout, condition_channels=label_channels)
             for _ in range(n_res_block)
         )
         self.attention = attention
@@ -172,20 +173,25 @@ class PixelBlock(nn.Module):
 
 
 class LabelEmbedding(nn.Module):
-    """One-hot label -> a conditioning map (B, 1, H, W): four linear layers, no activations."""
+    """One-hot label -> a conditioning map (B, channels, H, W): four linear layers, no activations.
 
-    def __init__(self, n_labels: int, hidden: int, map_shape: tuple[int, int]) -> None:
+    The baseline's map has one channel; more channels let each gated block take the label in
+    along as many directions instead of one.
+    """
+
+    def __init__(self, n_labels: int, hidden: int, map_shape: tuple[int, int], channels: int = 1) -> None:
         super().__init__()
         self.map_shape = map_shape
+        self.channels = channels
         self.blocks = nn.Sequential(
             nn.Linear(n_labels, hidden),
             nn.Linear(hidden, hidden),
             nn.Linear(hidden, hidden),
-            nn.Linear(hidden, map_shape[0] * map_shape[1]),
+            nn.Linear(hidden, channels * map_shape[0] * map_shape[1]),
         )
 
     def forward(self, one_hot: torch.Tensor) -> torch.Tensor:
-        return self.blocks(one_hot).view(-1, 1, *self.map_shape)
+        return self.blocks(one_hot).view(-1, self.channels, *self.map_shape)
 
 
 def coordinate_background(map_shape: tuple[int, int]) -> torch.Tensor:
@@ -223,13 +229,14 @@ class PixelSNAIL(nn.Module):
         dropout: float,
         label_hidden: int,
         label_dropout: float = 0.0,
+        label_channels: int = 1,
     ) -> None:
         super().__init__()
         self._model_args = dict(
             map_shape=tuple(map_shape), vocab_size=vocab_size, n_classes=n_classes, channel=channel,
             kernel_size=kernel_size, n_block=n_block, n_res_block=n_res_block, res_channel=res_channel,
             attention=attention, n_head=n_head, dropout=dropout, label_hidden=label_hidden,
-            label_dropout=label_dropout,
+            label_dropout=label_dropout, label_channels=label_channels,
         )
         _check_sizes(self._model_args)
         self.map_shape = tuple(map_shape)
@@ -241,10 +248,10 @@ class PixelSNAIL(nn.Module):
         self.vertical = CausalConv2d(vocab_size, channel, ((k + 1) // 2, k // 2), "downright")
         self.register_buffer("background", coordinate_background(self.map_shape))
         self.blocks = nn.ModuleList(
-            PixelBlock(channel, res_channel, k, n_res_block, attention, n_head, dropout)
+            PixelBlock(channel, res_channel, k, n_res_block, attention, n_head, dropout, label_channels)
             for _ in range(n_block)
         )
-        self.embedNet = LabelEmbedding(self.n_labels, label_hidden, self.map_shape)  # baseline's name
+        self.embedNet = LabelEmbedding(self.n_labels, label_hidden, self.map_shape, label_channels)  # baseline's name
         self.out = nn.Sequential(nn.ELU(), WNConv2d(channel, vocab_size))
 
     def model_args(self) -> dict:
@@ -281,7 +288,7 @@ class PixelSNAIL(nn.Module):
         return torch.where(dropped, torch.full_like(labels, self.null_label), labels)
 
     def label_map(self, labels: torch.Tensor) -> torch.Tensor:
-        """The conditioning map of each label, (B, 1, H, W); in training mode after ``drop_labels``."""
+        """The conditioning map of each label, (B, label_channels, H, W); in training mode after ``drop_labels``."""
         if self.training:
             labels = self.drop_labels(labels)
         one_hot = F.one_hot(labels, self.n_labels).to(self.background.dtype)
@@ -340,6 +347,7 @@ def _check_sizes(args: dict) -> None:
         (args["channel"] >= 1, "channel", "must be positive"),
         (args["res_channel"] >= 1, "res_channel", "must be positive"),
         (args["label_hidden"] >= 1, "label_hidden", "must be positive"),
+        (args["label_channels"] >= 1, "label_channels", "must be positive"),
         (0.0 <= args["dropout"] < 1.0, "dropout", "must be in [0, 1)"),
         (0.0 <= args["label_dropout"] < 1.0, "label_dropout", "must be in [0, 1)"),
     ]
