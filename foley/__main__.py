@@ -1,7 +1,8 @@
-"""`python -m foley` (and `torchrun -m foley`): the `foley` command, whose code lives in foley.stages.commands.cli."""
+"""`python -m foley` (and `torchrun -m foley`): the `foley` command (foley.stages.commands.cli)."""
 
-import sys
+if __name__ == "__main__":
+    import sys
 
-from foley.stages.commands.cli import main
+    from foley.stages.commands.cli import main
 
-sys.exit(main())
+    sys.exit(main())

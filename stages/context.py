@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.utils.data import Dataset
 
 from foley.config import TrainConfig
+from foley.stages.manifest import stage_details
+from foley.stages.stage import Stage
 from foley.train.loop import LoopPlan, Task, fit
-from foley.util.atomic import atomic_path
 from foley.util.checkpoint import checkpoint_header, model_payload, remove_checkpoint, save_checkpoint
 from foley.util.distributed import on_main
 from foley.util.errors import RunError
@@ -19,28 +22,47 @@ from foley.util.errors import RunError
 
 @dataclass(frozen=True)
 class StageContext:
+    """The running stage's place: its run folder, device, and the declarations it may read through."""
+
     run_dir: Path
     device: torch.device
     progress: bool = True
+    stage: Stage | None = None  # the stage being run (set by the runner)
+    upstream: Mapping[str, Stage] = field(default_factory=dict)  # its declared upstream stages
     cache_dir: Path | None = None  # content-keyed caches (embeddings, classifiers); None: <run>/cache
 
-    def dir(self, stage: str) -> Path:
-        return self.run_dir / stage
+    @property
+    def out(self) -> Path:
+        """The running stage's own folder."""
+        return self.run_dir / self._stage().name
+
+    def input(self, stage: str, output: str | None = None) -> Path:
+        """A declared output of a declared upstream stage (its folder when `output` is None)."""
+        if stage not in self.upstream:
+            raise RunError(f"stage {self._stage().name} reads from {stage}, which is not among its declared "
+                           f"upstream stages ({', '.join(self.upstream) or 'none'})")
+        if output is not None and output not in self.upstream[stage].outputs:
+            raise RunError(f"stage {self._stage().name} reads {stage}/{output}, which {stage} does not declare "
+                           f"among its outputs ({', '.join(self.upstream[stage].outputs) or 'none'})")
+        folder = self.run_dir / stage
+        return folder if output is None else folder / output
+
+    def details(self, stage: str) -> dict[str, Any]:
+        """The details a declared upstream stage recorded in its manifest (e.g. extract_codes' codebook size)."""
+        return stage_details(self.input(stage))
+
+    def _stage(self) -> Stage:
+        if self.stage is None:
+            raise RunError("no stage is running in this context")
+        return self.stage
 
     @property
     def cache(self) -> Path:
+        """Where content-keyed caches live: the run's cache/, or the one a group of seed runs shares."""
         return self.cache_dir or self.run_dir / "cache"
 
 
 INDEX_FIELDS = ("row", "path", "class_id", "class_name", "split", "conversions")
-
-
-def write_csv(path: Path, fields: tuple[str, ...], rows: list[dict]) -> None:
-    """Write a CSV atomically (temporary file + rename)."""
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(fields))
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -52,22 +74,22 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 def read_index(ctx: StageContext) -> list[dict[str, str]]:
     """prepare's index.csv: one row per usable clip, with its mel row, class and split."""
-    return read_csv(ctx.dir("prepare") / "index.csv")
+    return read_csv(ctx.input("prepare", "index.csv"))
 
 
-def train_model(ctx: StageContext, stage: str, kind: str, spec: dict, model: torch.nn.Module, task: Task,
+def train_model(ctx: StageContext, kind: str, spec: dict, model: torch.nn.Module, task: Task,
                 dataset: Dataset, train: TrainConfig, seed: int, model_file: str) -> dict[str, float]:
     """Train `task` with the shared loop, resuming from the stage's checkpoint.pt, then (rank 0) write
     the model file `<stage>/<model_file>` and delete the resume checkpoint (and the one kept before
     it); other ranks wait for it. Returns the last epoch's metrics."""
-    out = ctx.dir(stage)
+    out = ctx.out
     plan = LoopPlan(
         train=train,
         seed=seed,
         checkpoint_path=out / "checkpoint.pt",
         metrics_path=out / "metrics.csv",
         checkpoint_header=checkpoint_header(kind, spec),
-        name=stage,
+        name=ctx.out.name,
         progress=ctx.progress,
     )
     summary = fit(task, dataset, plan)

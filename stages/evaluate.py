@@ -33,12 +33,12 @@ from foley.evaluate.classifier import (
     clip_mels,
     predict,
 )
-from foley.evaluate.embedders import build_embedder, describe_embedder
-from foley.evaluate.embedding import Embedder, EmbedOptions
+from foley.evaluate.embedders import build_embedder, check_weights
+from foley.evaluate.embedding import EmbedOptions
 from foley.evaluate.floors import FLOORS, floor_audio
-from foley.evaluate.protocols import Protocol, class_files, enforce_inputs, get_protocol
-from foley.evaluate.reference import ReferenceStats, load_reference, reference_digest, require_compatible
-from foley.evaluate.scores import ExtraStatistics, SetScores, score_clips
+from foley.evaluate.folders import Scorer
+from foley.evaluate.protocols import class_files, get_protocol
+from foley.evaluate.scores import ExtraStatistics, SetScores
 from foley.evaluate.tables import (
     ACCURACY_FIELDS,
     FAD_FIELDS,
@@ -50,24 +50,20 @@ from foley.evaluate.tables import (
     render_class_accuracy,
     render_report,
 )
-from foley.models.vggish_weights import missing_weights_message
-from foley.stages.context import StageContext, read_index, write_csv
-from foley.stages.manifest import stage_details, update_fingerprint
-from foley.stages.sample import load_generator, write_clips
-from foley.util.atomic import write_text_atomic
-from foley.util.errors import CheckpointError, ConfigError, DataError
+from foley.stages.context import StageContext, read_index
+from foley.stages.manifest import update_fingerprint
+from foley.stages.sample import load_decoder, write_clips
+from foley.stages.stage import Stage
+from foley.util.atomic import write_csv, write_text_atomic
+from foley.util.errors import ConfigError, DataError
 
-NAME = "evaluate"
-SECTIONS = ("evaluate", "vocoder", "seed")
-UPSTREAM = ("prepare", "train_vqvae", "sample")
 log = logging.getLogger(__name__)
 
 
 def preflight(config: Config) -> None:
     """Fail before any stage runs when evaluation could not: weights or reference missing."""
     settings = config.evaluate
-    if settings.embedder == "vggish" and not Path(settings.vggish_weights).is_file():
-        raise CheckpointError(missing_weights_message(settings.vggish_weights))
+    check_weights(settings.embedder, settings.weights)
     if settings.reference is not None and not Path(settings.reference).exists():
         raise DataError(f"config key 'evaluate.reference': '{settings.reference}' does not exist (give an .npz, "
                         "a folder of <class>/gt_embedding.pkl, or a folder of <class>/*.wav)")
@@ -79,34 +75,28 @@ def preflight(config: Config) -> None:
 def external_inputs(config: Config) -> str:
     """A fingerprint of the files evaluate reads from outside the run: the reference and the weights."""
     digest = hashlib.sha256()
-    for path in (config.evaluate.reference, config.evaluate.vggish_weights):
-        digest.update(b"<none>" if path is None else path.encode())
+    weights = config.evaluate.weights.get(config.evaluate.embedder)
+    for path in (config.evaluate.reference, weights):
+        digest.update(b"<none>" if path is None else str(path).encode())
         if path is not None:
             update_fingerprint(digest, Path(path))
     return digest.hexdigest()[:16]
 
 
 def run(config: Config, ctx: StageContext) -> dict:
-    out = ctx.dir(NAME)
-    settings = config.evaluate
+    out = ctx.out
     names = config.data.eval_class_names
-    embedder = build_embedder(settings.embedder, settings.vggish_weights, ctx.device)
-    protocol = get_protocol(settings.protocol)
-    options = EmbedOptions(settings.batch_size, str(ctx.device), ctx.cache, ctx.progress)
-    reference, provenance = _reference(config, ctx, embedder, protocol, options)
-    extras = ExtraStatistics(settings.fad_inf, settings.bootstrap, seed=config.seed)
-    generated_files = class_files(ctx.dir("sample") / "samples", names)
-    if protocol.official_checks:
-        enforce_inputs(generated_files, settings.relax_checks)
-    generated = score_clips(generated_files, embedder, protocol, reference.stats, extras, options)
-    floors, floors_note = _floors(config, ctx, embedder, protocol, reference, extras, options)
+    scorer = _scorer(config, ctx)
+    generated = scorer.score(class_files(ctx.input("sample", "samples"), names))
+    floors, floors_note = _floors(config, ctx, scorer)
+    provenance = scorer.provenance
     _write_tables(out, generated, floors, provenance)
     accuracy, accuracy_note = _class_accuracy(config, ctx, tuple(floors))
     report = render_report(config.name, generated, provenance, floors, floors_note,
                            render_class_accuracy(accuracy, accuracy_note))
     write_text_atomic(out / "report.md", report)
     log.info("evaluate: mean FAD %.3f over %d classes (%s / %s)", generated.scores.mean, len(names),
-             embedder.name, protocol.name)
+             provenance.embedder, provenance.protocol)
     return {
         "class_accuracy": {name: result.mean for name, result in accuracy.items()},
         "mean_fad": generated.scores.mean,
@@ -117,22 +107,19 @@ def run(config: Config, ctx: StageContext) -> dict:
     }
 
 
-def _reference(config: Config, ctx: StageContext, embedder: Embedder, protocol: Protocol,
-               options: EmbedOptions) -> tuple[ReferenceStats, Provenance]:
+def _scorer(config: Config, ctx: StageContext) -> Scorer:
     settings = config.evaluate
-    source = settings.reference or stage_details(ctx.run_dir, "prepare").get("reference_dir")
+    source = settings.reference or ctx.details("prepare").get("reference_dir")
     if source is None:
         raise ConfigError("evaluate has no reference: set data.reference (--reference) or evaluate.reference")
-    names = config.data.eval_class_names
-    reference = load_reference(source, names, embedder, protocol, settings.relax_checks, options)
-    require_compatible(reference, protocol, embedder)
-    provenance = Provenance(embedder.name, describe_embedder(embedder), protocol.name, reference.source,
-                            reference_digest(source, names))
-    return reference, provenance
+    embedder = build_embedder(settings.embedder, settings.weights, ctx.device)
+    options = EmbedOptions(settings.batch_size, str(ctx.device), ctx.cache, ctx.progress)
+    extras = ExtraStatistics(settings.fad_inf, settings.bootstrap, seed=config.seed)
+    return Scorer.open(source, config.data.eval_class_names, embedder, get_protocol(settings.protocol), options,
+                       extras, settings.relax_checks)
 
 
-def _floors(config: Config, ctx: StageContext, embedder: Embedder, protocol: Protocol, reference: ReferenceStats,
-            extras: ExtraStatistics, options: EmbedOptions) -> tuple[dict[str, SetScores], str]:
+def _floors(config: Config, ctx: StageContext, scorer: Scorer) -> tuple[dict[str, SetScores], str]:
     """Score the floors; also returns the report's sentence on how they were made (or why not)."""
     if not config.evaluate.floors:
         return {}, "Not computed (evaluate.floors is false)."
@@ -141,24 +128,23 @@ def _floors(config: Config, ctx: StageContext, embedder: Embedder, protocol: Pro
     if not all(chosen.values()):
         missing = ", ".join(name for name, rows in chosen.items() if not rows)
         return {}, f"Not computed: prepare holds no real reference clips of {missing} (set data.reference)."
-    all_mels = np.load(ctx.dir("prepare") / "mels.npy", mmap_mode="r")
-    generator = load_generator(config, ctx.run_dir, ctx.device)
+    all_mels = np.load(ctx.input("prepare", "mels.npy"), mmap_mode="r")
+    decoder = load_decoder(config, ctx.input, ctx.device)
     results = {}
     for floor in FLOORS:
-        folder = ctx.dir(NAME) / "floors" / floor
+        folder = ctx.out / "floors" / floor
         for name in names:  # one class at a time: memory stays at one class's clips
             mels = torch.from_numpy(np.ascontiguousarray(all_mels[chosen[name]]))
-            audio = floor_audio(floor, mels, generator.autoencoder, generator.vocoder, config.vocoder.batch_size,
+            audio = floor_audio(floor, mels, decoder.autoencoder, decoder.vocoder, config.vocoder.batch_size,
                                 config.audio.clip_samples, ctx.device)
             write_clips(folder / name, list(range(len(audio))), audio, config.audio.sample_rate)
-        files = class_files(folder, names)
-        results[floor] = score_clips(files, embedder, protocol, reference.stats, extras, options, cross_class=False)
+        results[floor] = scorer.score(class_files(folder, names), cross_class=False, checked=False)
         log.info("evaluate: %s floor mean FAD %.3f", floor, results[floor].scores.mean)
     cap = config.evaluate.floor_clips_per_class
     note = (
         f"Real reference clips (prepare's log-mels of {f'at most {cap}' if cap else 'all'} clips "
         f"per class) carried through part of this run's generator, then scored exactly like the generated clips: "
-        f"vocoder floor = real log-mel -> vocoder ({generator.vocoder.name}); reconstruction floor = real log-mel "
+        f"vocoder floor = real log-mel -> vocoder ({decoder.vocoder.name}); reconstruction floor = real log-mel "
         f"-> autoencoder (encode, quantise, decode) -> vocoder. The floors are made from the reference clips "
         f"themselves, so they are optimistic bounds. Vocoder floor -> reconstruction floor is what the codes lose; "
         f"reconstruction floor -> generated is what the prior loses. Clips: `evaluate/floors/<floor>/<class>/`."
@@ -167,14 +153,24 @@ def _floors(config: Config, ctx: StageContext, embedder: Embedder, protocol: Pro
 
 
 def _class_accuracy(config: Config, ctx: StageContext, floors: tuple[str, ...]) -> tuple[dict[str, ClassAccuracy], str]:
-    """Classify the held-out real, floor and generated clips; writes the CSVs; returns the results and
-    the report's sentence on how they were obtained."""
+    """Classify the held-out real, floor and generated clips and write class_accuracy.csv and
+    class_confusion.csv (headers only when off); returns the results and the report's sentence on them."""
     epochs = config.evaluate.classifier_epochs
-    if not epochs:
-        return {}, "Not computed (evaluate.classifier_epochs is 0)."
+    results: dict[str, ClassAccuracy] = {}
+    key, note = "", "Not computed (evaluate.classifier_epochs is 0)."
+    if epochs:
+        results, key, note = _classify(config, ctx, floors, epochs)
+        log.info("evaluate: class accuracy %s", ", ".join(f"{k} {v.mean:.1%}" for k, v in results.items()))
+    write_csv(ctx.out / "class_accuracy.csv", ACCURACY_FIELDS, accuracy_rows(results, key[:12]))
+    write_csv(ctx.out / "class_confusion.csv", *confusion_rows(results, config.data.eval_class_names))
+    return results, note
+
+
+def _classify(config: Config, ctx: StageContext, floors: tuple[str, ...],
+              epochs: int) -> tuple[dict[str, ClassAccuracy], str, str]:
     names = config.data.eval_class_names
     index = read_index(ctx)
-    all_mels = np.load(ctx.dir("prepare") / "mels.npy", mmap_mode="r")
+    all_mels = np.load(ctx.input("prepare", "mels.npy"), mmap_mode="r")
     train = [r for r in index if r["split"] in ("train", "val")]
     model, key = cached_classifier(ctx.cache, np.ascontiguousarray(all_mels[[int(r["row"]) for r in train]]),
                                    np.array([int(r["class_id"]) for r in train]), len(names), ClassifierSettings(epochs=epochs))
@@ -183,23 +179,20 @@ def _class_accuracy(config: Config, ctx: StageContext, floors: tuple[str, ...]) 
     if held_out:
         mels = all_mels[[int(r["row"]) for r in held_out]]
         results["real"] = class_accuracy(np.array([int(r["class_id"]) for r in held_out]), predict(model, mels), names)
-    folders = {floor: ctx.dir(NAME) / "floors" / floor for floor in floors}
-    folders["generated"] = ctx.dir("sample") / "samples"
+    folders = {floor: ctx.out / "floors" / floor for floor in floors}
+    folders["generated"] = ctx.input("sample", "samples")
     for name, folder in folders.items():
         files = class_files(folder, names)
         paths = [path for class_name in names for path in files[class_name]]
         true = np.array([c for c, class_name in enumerate(names) for _ in files[class_name]])
         mels = clip_mels(paths, config.mel, config.audio.sample_rate, config.audio.clip_samples)
         results[name] = class_accuracy(true, predict(model, mels), names)
-    write_csv(ctx.dir(NAME) / "class_accuracy.csv", ACCURACY_FIELDS, accuracy_rows(results, key[:12]))
-    write_csv(ctx.dir(NAME) / "class_confusion.csv", *confusion_rows(results))
-    log.info("evaluate: class accuracy %s", ", ".join(f"{k} {v.mean:.1%}" for k, v in results.items()))
     note = (f"A log-mel CNN (foley.evaluate.classifier, {epochs} epochs, fixed seed; content id {key[:12]}) trained "
             f"on the {len(train)} real development clips prepare read classifies each set's clips (log-mels of the "
             "wav files); a cell is the share of a class's clips classified as that class (clips in brackets). "
             "Held-out real clips are the ceiling"
             + ("" if held_out else " (not computed: prepare holds no held-out real clips)") + ".")
-    return results, note
+    return results, key, note
 
 
 def _floor_rows(ctx: StageContext, names: tuple[str, ...], cap: int) -> dict[str, list[int]]:
@@ -220,3 +213,14 @@ def _write_tables(out: Path, generated: SetScores, floors: dict[str, SetScores],
     header = ("generated \\ reference",) + scores.class_names
     matrix = [dict(zip(header, (name, *(f"{v:.6f}" for v in row)))) for name, row in zip(scores.class_names, scores.matrix)]
     write_csv(out / "fad_matrix.csv", header, matrix)
+
+
+STAGE = Stage(
+    name="evaluate",
+    sections=("evaluate", "vocoder", "seed", "audio", "mel", "data.eval_class_names"),
+    upstream=("prepare", "train_vqvae", "train_vocoder", "sample"),
+    outputs=("fad.csv", "fad_matrix.csv", "floors.csv", "class_accuracy.csv", "class_confusion.csv", "report.md"),
+    run=run,
+    preflight=preflight,
+    external_inputs=external_inputs,
+)

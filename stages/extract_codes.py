@@ -16,19 +16,17 @@ from foley.models.builders import load_autoencoder
 from foley.quantize.ema import codebook_usage
 from foley.quantize.stacking import stack_levels
 from foley.stages.context import StageContext, read_index
+from foley.stages.stage import Stage
 from foley.stages.train_vqvae import load_mels
 from foley.util.atomic import save_npy_atomic
 
-NAME = "extract_codes"
-SECTIONS = ("codes",)
-UPSTREAM = ("prepare", "train_vqvae")
 SPLITS = ("train", "val")
 
 
 @torch.no_grad()
 def run(config: Config, ctx: StageContext) -> dict:
-    out = ctx.dir(NAME)
-    model, section = load_autoencoder(ctx.dir("train_vqvae") / "vqvae.pt")
+    out = ctx.out
+    model, section = load_autoencoder(ctx.input("train_vqvae", "vqvae.pt"))
     model.to(ctx.device).eval()
     rows = [r for r in read_index(ctx) if r["split"] in SPLITS]
     mels = load_mels(ctx, SPLITS)
@@ -64,3 +62,12 @@ def code_statistics(codes: torch.Tensor, size: int, seconds: float) -> dict:
         "perplexity": [float(p) for p in usage["perplexity"]],
         "unused_codes": [int(u) for u in usage["unused"]],
     }
+
+
+STAGE = Stage(
+    name="extract_codes",
+    sections=("codes", "audio"),
+    upstream=("prepare", "train_vqvae"),
+    outputs=("codes.npy", "labels.npy", "splits.npy"),
+    run=run,
+)

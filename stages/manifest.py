@@ -85,7 +85,7 @@ def versions() -> dict[str, str]:
     }
 
 
-def stage_details(run_dir: Path, stage: str) -> dict[str, Any]:
-    """The details a finished stage recorded (e.g. extract_codes' codebook size)."""
-    manifest = read_manifest(run_dir / stage) or {}
+def stage_details(stage_dir: Path) -> dict[str, Any]:
+    """The details the stage in `stage_dir` recorded when it finished (e.g. extract_codes' codebook size)."""
+    manifest = read_manifest(stage_dir) or {}
     return manifest.get("details", {})

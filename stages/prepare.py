@@ -16,13 +16,12 @@ from foley.config import Config
 from foley.data.layout import Entry, hold_out_validation, index_folder
 from foley.data.mel_cache import build_mel_cache
 from foley.data.synth import write_synthetic_set
-from foley.stages.context import INDEX_FIELDS, StageContext, write_csv
+from foley.stages.context import INDEX_FIELDS, StageContext
 from foley.stages.manifest import update_fingerprint
+from foley.stages.stage import Stage
+from foley.util.atomic import write_csv
 from foley.util.errors import DataError
 
-NAME = "prepare"
-SECTIONS = ("data", "audio", "mel")
-UPSTREAM: tuple[str, ...] = ()
 REJECTED_FIELDS = ("path", "class_id", "split", "reason")
 log = logging.getLogger(__name__)
 
@@ -39,7 +38,7 @@ def external_inputs(config: Config) -> str:
 
 
 def run(config: Config, ctx: StageContext) -> dict:
-    out = ctx.dir(NAME)
+    out = ctx.out
     dev_dir, reference_dir = _data_folders(config, out, ctx.progress)
     data = config.data
     entries = hold_out_validation(index_folder(dev_dir, data.class_names, "train"), data.val_fraction, config.seed)
@@ -106,3 +105,13 @@ def _check_rejections(total: int, rejected: list, limit: float, out: Path) -> No
             f"data.max_rejected_fraction = {limit:g}; see {out / 'rejected.csv'} (raise the limit with "
             f"--set data.max_rejected_fraction=...)"
         )
+
+
+STAGE = Stage(
+    name="prepare",
+    sections=("data", "audio", "mel", "seed"),
+    upstream=(),
+    outputs=("mels.npy", "index.csv", "rejected.csv"),
+    run=run,
+    external_inputs=external_inputs,
+)

@@ -4,12 +4,14 @@ Each stage records in its manifest the hash of every config section it reads and
 hashes of the upstream stages it consumed. A stage is skipped when both are unchanged and its
 outputs are intact; otherwise it re-runs (its earlier outputs are replaced, and the log says why),
 and since its outputs then change, everything downstream re-runs too. A stage left unfinished by a
-kill resumes: trainers continue from their last checkpoint. A stage may define preflight(config),
+kill resumes: trainers continue from their last checkpoint. A stage may declare a preflight(config),
 called for every selected stage before any runs, to refuse early what it could not do (missing
-weights, a missing reference).
+weights, a missing reference). What a stage reads is what it declares (foley.stages.stage): it
+gets a view of the config limited to its sections and reads only its upstream stages' declared
+outputs; after it ran, every output it declares must exist.
 
-With several processes (torchrun) every process runs this runner. A stage that declares
-DISTRIBUTED = True (the trainers) runs on every rank, with DDP inside; its bookkeeping (skip
+With several processes (torchrun) every process runs this runner. A stage declared
+distributed (the trainers) runs on every rank, with DDP inside; its bookkeeping (skip
 decision, manifests) is rank 0's, which the others receive. Every other stage runs on rank 0
 alone while the others wait for it; so do the lock and the run's config.yaml. Files are written
 by rank 0 only.
@@ -17,14 +19,13 @@ by rank 0 only.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +33,12 @@ from foley.config import Config, dump_config
 from foley.stages import STAGE_NAMES
 from foley.stages.context import StageContext
 from foley.stages.manifest import output_files, outputs_hash, outputs_intact, read_manifest, versions, write_manifest
+from foley.stages.pipeline import BY_NAME, STAGES
+from foley.stages.stage import Stage, config_view
 from foley.util.atomic import write_text_atomic
 from foley.util.distributed import is_main, on_main
 from foley.util.errors import RunError
 
-STAGES = tuple(importlib.import_module(f"foley.stages.{name}") for name in STAGE_NAMES)
 log = logging.getLogger(__name__)
 
 
@@ -52,13 +54,13 @@ def run_pipeline(config: Config, ctx: StageContext, stages: tuple[str, ...] = ST
     unknown = [s for s in stages if s not in STAGE_NAMES]
     if unknown:
         raise RunError(f"unknown stage(s) {', '.join(unknown)}; stages are {', '.join(STAGE_NAMES)}")
-    selected = [module for module in STAGES if module.NAME in stages]
-    for module in selected:  # a stage that cannot run says so before any stage starts
-        if hasattr(module, "preflight"):
-            module.preflight(config)
+    selected = [stage for stage in STAGES if stage.name in stages]
+    for stage in selected:  # a stage that cannot run says so before any stage starts
+        if stage.preflight is not None:
+            stage.preflight(config)
     with ExitStack() as lock:  # held by rank 0 only; the others learn when it cannot be taken
         on_main(lambda: _open_run(config, ctx, lock))
-        return [_run_stage(module, config, ctx, force) for module in selected]
+        return [_run_stage(stage, config, ctx, force) for stage in selected]
 
 
 def _open_run(config: Config, ctx: StageContext, lock: ExitStack) -> None:
@@ -67,77 +69,87 @@ def _open_run(config: Config, ctx: StageContext, lock: ExitStack) -> None:
     write_text_atomic(ctx.run_dir / "config.yaml", dump_config(config))
 
 
-def _run_stage(module, config: Config, ctx: StageContext, force: bool) -> StageOutcome:
-    if getattr(module, "DISTRIBUTED", False):
-        return _run_stage_with(module, config, ctx, force, on_main)
-    return on_main(lambda: _run_stage_with(module, config, ctx, force, _here))
+def _run_stage(stage: Stage, config: Config, ctx: StageContext, force: bool) -> StageOutcome:
+    ctx = replace(ctx, stage=stage, upstream={name: BY_NAME[name] for name in stage.upstream})
+    if stage.distributed:
+        return _run_stage_with(stage, config, ctx, force, on_main)
+    return on_main(lambda: _run_stage_with(stage, config, ctx, force, _here))
 
 
 def _here(action: Callable[[], Any]) -> Any:
     return action()
 
 
-def _run_stage_with(module, config: Config, ctx: StageContext, force: bool, bookkeeping: Callable) -> StageOutcome:
+def _run_stage_with(stage: Stage, config: Config, ctx: StageContext, force: bool, bookkeeping: Callable) -> StageOutcome:
     """Run one stage; `bookkeeping` runs the manifest work (on rank 0, or right here)."""
-    begun = bookkeeping(lambda: _begin(module, config, ctx, force))
+    begun = bookkeeping(lambda: _begin(stage, config, ctx, force))
     if begun is None:
-        return StageOutcome(module.NAME, "skipped", 0.0)
+        return StageOutcome(stage.name, "skipped", 0.0)
     manifest, resumed = begun
     start = time.perf_counter()
     try:
-        details = module.run(config, ctx)
+        details = stage.run(config_view(config, stage), ctx)
+        _check_outputs(stage, ctx.out)
     except Exception as err:
         if is_main():
-            write_manifest(ctx.dir(module.NAME), {**manifest, "status": "failed", "error": str(err).splitlines()[0] if str(err) else type(err).__name__})
+            error = str(err).splitlines()[0] if str(err) else type(err).__name__
+            write_manifest(ctx.out, {**manifest, "status": "failed", "error": error})
         raise
     seconds = time.perf_counter() - start
-    bookkeeping(lambda: _finish(module, ctx, manifest, details, seconds))
-    log.info("%s: done in %.1f s", module.NAME, seconds)
-    return StageOutcome(module.NAME, "resumed" if resumed else "ran", seconds)
+    bookkeeping(lambda: _finish(ctx, manifest, details, seconds))
+    log.info("%s: done in %.1f s", stage.name, seconds)
+    return StageOutcome(stage.name, "resumed" if resumed else "ran", seconds)
 
 
-def _begin(module, config: Config, ctx: StageContext, force: bool) -> tuple[dict, bool] | None:
+def _check_outputs(stage: Stage, folder: Path) -> None:
+    missing = [name for name in stage.outputs if not (folder / name).exists()]
+    if missing and is_main():
+        raise RunError(f"stage {stage.name} finished without writing its declared output(s) {', '.join(missing)} "
+                       f"in {folder}")
+
+
+def _begin(stage: Stage, config: Config, ctx: StageContext, force: bool) -> tuple[dict, bool] | None:
     """Skip the stage (None), or clear or keep its folder and record it as running: (manifest, resumed)."""
-    stage_dir = ctx.dir(module.NAME)
-    sections = {name: config.section_hash(name) for name in module.SECTIONS}
-    inputs = _inputs(module, config, ctx)
+    stage_dir = ctx.out
+    sections = {name: config.section_hash(name) for name in stage.sections}
+    inputs = _inputs(stage, config, ctx)
     old = read_manifest(stage_dir)
     same = old is not None and old.get("sections") == sections and old.get("inputs") == inputs
     if same and not force and old["status"] == "complete" and outputs_intact(stage_dir, old):
-        log.info("%s: up to date, skipped", module.NAME)
+        log.info("%s: up to date, skipped", stage.name)
         return None
     resumed = same and not force and old["status"] != "complete"
     if old is not None and not resumed:
-        log.warning("%s: re-running (%s); its earlier outputs are replaced", module.NAME, _why(old, sections, inputs, force))
+        log.warning("%s: re-running (%s); its earlier outputs are replaced", stage.name, _why(old, sections, inputs, force))
         shutil.rmtree(stage_dir)
     elif resumed:
-        log.info("%s: resuming an unfinished run", module.NAME)
-    manifest = {"stage": module.NAME, "status": "running", "sections": sections, "inputs": inputs,
+        log.info("%s: resuming an unfinished run", stage.name)
+    manifest = {"stage": stage.name, "status": "running", "sections": sections, "inputs": inputs,
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "versions": versions()}
     write_manifest(stage_dir, manifest)
     return manifest, resumed
 
 
-def _finish(module, ctx: StageContext, manifest: dict, details: dict, seconds: float) -> None:
-    stage_dir = ctx.dir(module.NAME)
+def _finish(ctx: StageContext, manifest: dict, details: dict, seconds: float) -> None:
+    stage_dir = ctx.out
     files = output_files(stage_dir)
     write_manifest(stage_dir, {**manifest, "status": "complete", "seconds": round(seconds, 3),
                                "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "outputs": files,
                                "outputs_hash": outputs_hash(stage_dir, files), "details": details})
 
 
-def _inputs(module, config: Config, ctx: StageContext) -> dict[str, str]:
+def _inputs(stage: Stage, config: Config, ctx: StageContext) -> dict[str, str]:
     inputs = {}
-    for upstream in module.UPSTREAM:
-        manifest = read_manifest(ctx.dir(upstream))
+    for upstream in stage.upstream:
+        manifest = read_manifest(ctx.input(upstream))
         if manifest is None or manifest.get("status") != "complete":
             raise RunError(
-                f"{module.NAME} needs the outputs of {upstream}, which has not finished in {ctx.run_dir}; "
-                f"run it first (foley run --stages {upstream},{module.NAME})"
+                f"{stage.name} needs the outputs of {upstream}, which has not finished in {ctx.run_dir}; "
+                f"run it first (foley run --stages {upstream},{stage.name})"
             )
         inputs[upstream] = manifest["outputs_hash"]
-    if hasattr(module, "external_inputs"):
-        inputs["data"] = module.external_inputs(config)
+    if stage.external_inputs is not None:
+        inputs["data"] = stage.external_inputs(config)
     return inputs
 
 

@@ -7,6 +7,7 @@ order class 0 clip 1, class 0 clip 2, ...
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,14 +20,14 @@ from foley.models.autoencoder import Autoencoder
 from foley.models.builders import load_autoencoder, load_prior
 from foley.sample.generate import Generated, generate
 from foley.stages.context import StageContext
+from foley.stages.stage import Stage
 from foley.util.atomic import save_npy_atomic
+from foley.util.device import amp_enabled
 from foley.util.errors import ConfigError
-from foley.vocoders.build import Vocoder, build_vocoder
+from foley.vocoders.base import Vocoder, build_vocoder
 
-NAME = "sample"
-SECTIONS = ("sample", "vocoder", "seed", "amp")
-UPSTREAM = ("train_vqvae", "train_prior", "train_vocoder")
 log = logging.getLogger(__name__)
+Artifact = Callable[..., Path]  # (stage, output=None) -> a declared output of a finished upstream stage
 
 
 def preflight(config: Config) -> None:
@@ -39,18 +40,30 @@ def preflight(config: Config) -> None:
 
 
 @dataclass
-class Generator:
-    prior: torch.nn.Module
+class Decoder:
+    """Codes -> audio: the run's autoencoder and its vocoder."""
+
     autoencoder: Autoencoder
     vocoder: Vocoder
 
 
-def load_generator(config: Config, run_dir: Path, device: torch.device) -> Generator:
-    """A finished run's prior and autoencoder plus the configured vocoder (given or trained by the run), on `device`."""
-    prior, _ = load_prior(run_dir / "train_prior" / "prior.pt")
-    autoencoder, _ = load_autoencoder(run_dir / "train_vqvae" / "vqvae.pt")
-    vocoder = build_vocoder(config, trained_dir=run_dir / "train_vocoder").to(device)
-    return Generator(prior.to(device), autoencoder.to(device), vocoder)
+@dataclass
+class Generator(Decoder):
+    prior: torch.nn.Module
+
+
+def load_decoder(config: Config, artifact: Artifact, device: torch.device) -> Decoder:
+    """The run's autoencoder and the configured vocoder (given, or trained by the run), on `device`."""
+    autoencoder, _ = load_autoencoder(artifact("train_vqvae", "vqvae.pt"))
+    vocoder = build_vocoder(config, trained_dir=artifact("train_vocoder")).to(device)
+    return Decoder(autoencoder.to(device), vocoder)
+
+
+def load_generator(config: Config, artifact: Artifact, device: torch.device) -> Generator:
+    """A finished run's prior, autoencoder and vocoder, on `device`."""
+    decoder = load_decoder(config, artifact, device)
+    prior, _ = load_prior(artifact("train_prior", "prior.pt"))
+    return Generator(decoder.autoencoder, decoder.vocoder, prior.to(device))
 
 
 def generate_for(config: Config, generator: Generator, class_ids: list[int], indices: list[int],
@@ -77,8 +90,8 @@ def write_clips(folder: Path, indices: list[int], audio: np.ndarray, sample_rate
 
 
 def run(config: Config, ctx: StageContext) -> dict:
-    out = ctx.dir(NAME)
-    generator = load_generator(config, ctx.run_dir, ctx.device)
+    out = ctx.out
+    generator = load_generator(config, ctx.input, ctx.device)
     per_class = config.sample.per_class
     class_ids = [c for c in range(config.class_count) for _ in range(per_class)]
     indices = [i for _ in range(config.class_count) for i in range(per_class)]
@@ -89,6 +102,17 @@ def run(config: Config, ctx: StageContext) -> dict:
     save_npy_atomic(out / "codes.npy", result.codes)
     save_npy_atomic(out / "mels.npy", result.mels.astype(np.float32))
     log.info("sample: wrote %d clips per class to %s", per_class, out / "samples")
-    amp = config.amp and ctx.device.type == "cuda"
+    amp = amp_enabled(ctx.device, config.amp)
     return {"per_class": per_class, "vocoder": generator.vocoder.name, "sampler": "fast", "amp": amp,
             "guidance": config.sample.guidance}
+
+
+STAGE = Stage(
+    name="sample",
+    sections=("sample", "vocoder", "seed", "amp", "audio", "mel", "codes.stack", "data.class_names",
+              "data.eval_class_names"),
+    upstream=("train_vqvae", "train_prior", "train_vocoder"),
+    outputs=("samples", "codes.npy", "mels.npy"),
+    run=run,
+    preflight=preflight,
+)

@@ -17,16 +17,14 @@ import torch
 from foley.config import Config, TrainConfig
 from foley.models.hifigan import HiFiGANConfig
 from foley.stages.context import StageContext, read_index
+from foley.stages.stage import Stage
 from foley.train.loop import LoopPlan, fit
 from foley.util.distributed import on_main
-from foley.vocoders.build import check_mel_settings
+from foley.vocoders.hifigan import check_mel_settings
+from foley.vocoders.hifigan_files import latest_checkpoint_steps
 from foley.vocoders.hifigan_task import ClipDataset, HiFiGANTask, training_config
-from foley.vocoders.hifigan_training import build_models, latest_checkpoint_steps, save_training_config
+from foley.vocoders.hifigan_training import build_models, save_training_config
 
-NAME = "train_vocoder"
-SECTIONS = ("vocoder.type", "vocoder.hifigan", "audio", "mel", "seed")
-UPSTREAM = ("prepare",)
-DISTRIBUTED = True  # trains on every process under torchrun (foley.stages.runner)
 log = logging.getLogger(__name__)
 
 
@@ -35,7 +33,7 @@ def run(config: Config, ctx: StageContext) -> dict:
     if reason is not None:
         log.info("train_vocoder: nothing to train (%s)", reason)
         return {"trained": False, "reason": reason}
-    out, train = ctx.dir(NAME), config.vocoder.hifigan.train
+    out, train = ctx.out, config.vocoder.hifigan.train
     hifigan = training_config(config)
     train_paths, val_paths, val_source = clip_paths(ctx, train.val_clips)
     torch.manual_seed(config.seed)
@@ -49,7 +47,7 @@ def run(config: Config, ctx: StageContext) -> dict:
         seed=config.seed,
         checkpoint_path=out,
         metrics_path=out / "metrics.csv",
-        name=NAME,
+        name=ctx.out.name,
         progress=ctx.progress,
     )
     summary = fit(task, ClipDataset(train_paths, config.audio.sample_rate, config.audio.clip_samples), plan)
@@ -86,3 +84,13 @@ def clip_paths(ctx: StageContext, val_clips: int) -> tuple[list[str], list[str],
     pool, source = (val, "clips of the validation split") if val else (train, "training clips (no validation split)")
     picks = np.unique(np.linspace(0, len(pool) - 1, min(val_clips, len(pool))).round().astype(int))
     return train, [pool[i] for i in picks], f"{len(picks)} {source}"
+
+
+STAGE = Stage(
+    name="train_vocoder",
+    sections=("vocoder.type", "vocoder.hifigan", "audio", "mel", "seed"),
+    upstream=("prepare",),
+    outputs=(),  # g_<step> / do_<step> pairs and config.json when it trains (foley.vocoders.hifigan_files)
+    run=run,
+    distributed=True,  # trains on every process under torchrun
+)

@@ -8,19 +8,17 @@ import torch
 from foley.config import Config
 from foley.models.builders import autoencoder_spec, build_autoencoder
 from foley.stages.context import StageContext, read_index, train_model
+from foley.stages.stage import Stage
 from foley.train.schedule import schedule_for
 from foley.train.tasks import AutoencoderTask
 
-NAME = "train_vqvae"
-SECTIONS = ("autoencoder", "seed", "amp")
-DISTRIBUTED = True  # trains on every process under torchrun (foley.stages.runner)
-UPSTREAM = ("prepare",)
+MODEL_FILE = "vqvae.pt"
 
 
 def load_mels(ctx: StageContext, splits: tuple[str, ...]) -> torch.Tensor:
     """The prepared mels of the given splits, in memory, in index order."""
     rows = [int(r["row"]) for r in read_index(ctx) if r["split"] in splits]
-    mels = np.load(ctx.dir("prepare") / "mels.npy", mmap_mode="r")
+    mels = np.load(ctx.input("prepare", "mels.npy"), mmap_mode="r")
     return torch.from_numpy(np.ascontiguousarray(mels[rows]))
 
 
@@ -34,5 +32,16 @@ def run(config: Config, ctx: StageContext) -> dict:
         model, section.quantizer.commitment, section.train.lr, ctx.device, config.amp,
         val_mels=val, val_batch_size=section.train.batch_size, lr_factor=schedule_for(section.train, len(train)),
     )
-    summary = train_model(ctx, NAME, "autoencoder", spec, model, task, torch.utils.data.TensorDataset(train), section.train, config.seed, "vqvae.pt")
+    dataset = torch.utils.data.TensorDataset(train)
+    summary = train_model(ctx, "autoencoder", spec, model, task, dataset, section.train, config.seed, MODEL_FILE)
     return {"train_clips": len(train), "val_clips": len(val), "final": summary}
+
+
+STAGE = Stage(
+    name="train_vqvae",
+    sections=("autoencoder", "seed", "amp"),
+    upstream=("prepare",),
+    outputs=(MODEL_FILE, "metrics.csv"),
+    run=run,
+    distributed=True,  # trains on every process under torchrun
+)

@@ -33,6 +33,16 @@ TOY = [
 ]
 
 
+@pytest.fixture(scope="session")
+def toy_run(tmp_path_factory):
+    """One finished toy run (every stage), shared by the tests that read a run folder."""
+    from foley.stages.commands.cli import main
+
+    run = tmp_path_factory.mktemp("runs") / "toy"
+    assert main(["run", "--quiet", "--out", str(run), *[a for o in TOY for a in ("--set", o)]]) == 0
+    return run
+
+
 @pytest.fixture
 def toy_overrides():
     return list(TOY)

@@ -115,3 +115,9 @@ def test_keys_added_later_leave_the_hash_of_runs_made_before_them_unchanged():
     assert guided.section_hash("prior") != config.section_hash("prior")
     assert guided.section_hash("sample") != config.section_hash("sample")
     assert load_config("quick", ["prior.train.warmup_steps=5"]).section_hash("prior") != config.section_hash("prior")
+
+
+def test_the_toy_config_is_the_tests_toy_run():
+    from conftest import TOY
+
+    assert load_config("toy").replace(name="quick") == load_config("quick", TOY)

@@ -2,7 +2,8 @@
 
 One module fixture starts the two processes once; each trains a tiny RVQ autoencoder (EMA
 codebooks, data init, dead-code restarts), a tiny prior, a toy HiFi-GAN, and a linear model with
-dropout, whole and then again interrupted by SIGTERM on one rank and resumed. The tests compare what the ranks saved with one process.
+dropout, whole and then again interrupted by SIGTERM on one rank and resumed. The tests compare what
+the ranks saved with one process.
 """
 
 import csv
@@ -27,8 +28,9 @@ from foley.train.tasks import AdamTask, AutoencoderTask, PriorTask
 from foley.util import distributed
 from foley.util.checkpoint import checkpoint_header, load_checkpoint
 from foley.util.errors import Interrupted
+from foley.vocoders.hifigan_files import complete_checkpoint_steps
 from foley.vocoders.hifigan_task import HiFiGANTask
-from foley.vocoders.hifigan_training import build_models, complete_checkpoint_steps, peak_normalize
+from foley.vocoders.hifigan_training import build_models, peak_normalize
 
 CPU = torch.device("cpu")
 EXAMPLES = 11  # batches of 4, 4, 3: the last splits 2 + 1 over the ranks
@@ -194,7 +196,8 @@ def test_two_processes_train_like_one_with_the_same_global_batch(two_ranks, tmp_
 def test_a_signal_on_one_rank_stops_both_after_the_same_step_and_they_resume_exactly(two_ranks):
     for rank in (0, 1):
         message = (two_ranks / "linear" / f"stopped{rank}.txt").read_text()
-        assert message == f"143 linear stopped by SIGTERM after step {STOP_AT + 1}; checkpoint written to '{two_ranks / 'linear' / 'checkpoint.pt'}'"
+        checkpoint = two_ranks / "linear" / "checkpoint.pt"
+        assert message == f"143 linear stopped by SIGTERM after step {STOP_AT + 1}; checkpoint written to '{checkpoint}'"
     # Dropout draws differ per rank (slices of 3 and 2), so resuming exactly needs each rank's own RNG state.
     resumed = [torch.load(two_ranks / "linear" / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
     whole = [torch.load(two_ranks / "whole" / f"rank{r}.pt", weights_only=True) for r in (0, 1)]

@@ -3,7 +3,6 @@
 import csv
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -19,9 +18,12 @@ from foley.evaluate.gt_pickle import read_official_stats, write_official_stats
 from foley.evaluate.protocols import DCASE2023, class_files
 from foley.evaluate.reference import OFFICIAL_FILE, reference_from_folder, save_reference_npz
 from foley.models.vggish import VGGishEmbedder
-from foley.models.vggish_weights import WEIGHTS_FILE, WEIGHTS_URL
+from foley.registry import EMBEDDERS
 from foley.stages.commands.cli import main
 from foley.util.errors import ConfigError
+
+VGGISH_WEIGHTS = EMBEDDERS.entry("vggish").weights
+WEIGHTS_FILE, WEIGHTS_URL = VGGISH_WEIGHTS.file, VGGISH_WEIGHTS.source
 
 CLASSES = ["dog_bark", "footstep", "gunshot", "keyboard", "moving_motor_vehicle", "rain", "sneeze_cough"]
 RATE, SECONDS, CLIPS = 22050, 2, 2  # a 2 s clip gives 4 dcase2023 windows
@@ -55,7 +57,8 @@ def read_rows(path):
 
 def independent_fads(generated, reference_stats, embedder, options=EmbedOptions(), classes=CLASSES):
     files = class_files(generated, classes)
-    return [frechet_distance(reference_stats[c], gaussian_stats(np.concatenate(embed_clips(files[c], embedder, DCASE2023, options))))
+    pooled = {c: np.concatenate(embed_clips(files[c], embedder, DCASE2023, options)) for c in classes}
+    return [frechet_distance(reference_stats[c], gaussian_stats(pooled[c]))
             for c in classes]
 
 
@@ -75,7 +78,8 @@ def test_fad_builtin_against_a_folder_and_against_its_npz(clip_sets, tmp_path, c
     assert float(rows[-1]["fad"]) == pytest.approx(np.mean(expected), rel=1e-6)
 
     save_reference_npz(tmp_path / "ref.npz", stats)
-    assert fad_command(generated, tmp_path / "ref.npz", "--embedder", "builtin", "--relax-checks", "--out", str(tmp_path / "b.csv")) == 0
+    args = ["--embedder", "builtin", "--relax-checks", "--out", str(tmp_path / "b.csv")]
+    assert fad_command(generated, tmp_path / "ref.npz", *args) == 0
     from_npz = read_rows(tmp_path / "b.csv")
     assert [r["fad"] for r in from_npz] == [r["fad"] for r in rows] and "ref.npz" in from_npz[0]["reference"]
 
@@ -93,7 +97,7 @@ def test_fad_vggish_on_three_classes_against_official_pickles_written_here(clip_
     torch.manual_seed(0)
     weights = tmp_path / WEIGHTS_FILE
     torch.save({name: torch.randn(shape) * 0.05 for name, shape in TORCHVGGISH_SHAPES.items()}, weights)
-    embedder = VGGishEmbedder.from_file(weights)
+    embedder = VGGishEmbedder.load(weights)
     options = EmbedOptions(batch_size=64, cache_dir=tmp_path / "cache")
     stats = reference_from_folder(reference, classes, embedder, DCASE2023, relax_checks=True, options=options)
     for name in classes:
@@ -117,19 +121,18 @@ def test_missing_weights_give_the_one_message_everywhere(clip_sets, tmp_path, ca
     generated, reference = clip_sets
     assert fad_command(generated, reference, "--embedder", "vggish") == 2
     err = capsys.readouterr().err
-    assert "no VGGish weights were given" in err and WEIGHTS_FILE in err and WEIGHTS_URL in err and "--vggish-weights" in err
+    assert "no vggish weights were given" in err and WEIGHTS_FILE in err and WEIGHTS_URL in err and "--vggish-weights" in err
     assert fad_command(generated, reference, "--embedder", "vggish", "--vggish-weights", str(tmp_path / "nope.pth")) == 2
     assert f"not found at '{tmp_path / 'nope.pth'}'" in capsys.readouterr().err
-    with pytest.raises(ConfigError, match="evaluate.vggish_weights' is null: no VGGish weights were given"):
+    with pytest.raises(ConfigError, match="evaluate.weights.vggish' is null: no vggish weights were given"):
         load_config("quick", ["evaluate.embedder=vggish"])
 
-    start = time.perf_counter()
     run = tmp_path / "run"
     proc = subprocess.run(
         [sys.executable, "-m", "foley", "run", "--out", str(run), "--set", "evaluate.embedder=vggish",
-         "--set", f"evaluate.vggish_weights={tmp_path / 'nope.pth'}"], capture_output=True, text=True)
+         "--set", f"evaluate.weights.vggish={tmp_path / 'nope.pth'}"], capture_output=True, text=True)
     assert proc.returncode == 2 and WEIGHTS_URL in proc.stderr and "not found at" in proc.stderr
-    assert time.perf_counter() - start < 20 and not (run / "prepare").exists(), "refused before any stage ran"
+    assert not (run / "prepare").exists(), "refused before any stage ran"
 
 
 def test_bench_fad_prints_embeddings_per_second(capsys):

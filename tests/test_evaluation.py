@@ -9,13 +9,13 @@ import soundfile as sf
 import torch
 
 from foley.config import load_config
-from foley.evaluate.fad import bootstrap_fad, bootstrap_scores, fad_inf, frechet_distance, gaussian_stats
+from foley.evaluate.fad import bootstrap_scores, fad_inf, frechet_distance, gaussian_stats, percentile_interval
 from foley.evaluate.floors import floor_audio
 from foley.evaluate.reference import reference_digest
 from foley.evaluate.scores import ExtraStatistics, score_set
 from foley.evaluate.tables import FAD_FIELDS
 from foley.models.builders import build_autoencoder
-from foley.stages.commands.compare import read_run_fad, require_comparable, run_labels
+from foley.stages.compare import read_run_fad, require_comparable, run_labels
 from foley.util.errors import ConfigError, RunError
 
 
@@ -34,7 +34,8 @@ def test_set_scores_and_extras_match_the_pure_functions():
         assert result.scores.fad[c] == frechet_distance(reference[name], gaussian_stats(pooled))
         assert result.scores.matrix[c, (c + 1) % 3] == frechet_distance(reference["abc"[(c + 1) % 3]], gaussian_stats(pooled))
         assert result.fad_inf[c] == fad_inf(pooled, reference[name], seed=7 + c)
-        assert result.intervals[c] == bootstrap_fad(generated[name], reference[name], 7 + c, 30, 0.9)
+        resampled = bootstrap_scores(generated[name], reference[name], 7 + c, 30)
+        assert result.intervals[c] == percentile_interval(result.scores.fad[c], resampled, 0.9)
     resampled = np.mean([bootstrap_scores(generated[n], reference[n], 7 + c, 30) for c, n in enumerate("abc")], axis=0)
     assert result.mean_interval.fad == pytest.approx(result.scores.fad.mean())
     assert (result.mean_interval.low, result.mean_interval.high) == pytest.approx(tuple(np.percentile(resampled, [5, 95])))

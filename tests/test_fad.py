@@ -3,7 +3,14 @@
 import numpy as np
 import pytest
 
-from foley.evaluate.fad import GaussianStats, bootstrap_fad, fad_inf, frechet_distance, gaussian_stats, per_class_fad
+from foley.evaluate.fad import (
+    GaussianStats,
+    bootstrap_scores,
+    fad_inf,
+    frechet_distance,
+    gaussian_stats,
+    percentile_interval,
+)
 from foley.util.errors import FoleyError
 
 
@@ -77,15 +84,6 @@ def test_gaussian_stats_match_the_evaluators_accumulated_formula():
         gaussian_stats(x[:1])
 
 
-def test_per_class_fad_pairs_classes_by_name():
-    rng = np.random.default_rng(4)
-    ref = {c: gaussian_stats(rng.standard_normal((40, 4))) for c in ("a", "b")}
-    gen = {"b": gaussian_stats(rng.standard_normal((40, 4)) + 1.0)}
-    assert per_class_fad(gen, ref) == {"b": frechet_distance(ref["b"], gen["b"])}
-    with pytest.raises(FoleyError, match="no reference statistics for class"):
-        per_class_fad({"c": gen["b"]}, ref)
-
-
 @pytest.mark.parametrize("shift", [0.0, 1.0])
 def test_fad_inf_extrapolates_the_small_sample_bias_away(shift):
     dim = 6
@@ -110,10 +108,13 @@ def test_bootstrap_interval_is_seeded_and_collapses_for_identical_clips():
     rng = np.random.default_rng(6)
     reference = gaussian_stats(rng.standard_normal((500, 4)))
     clips = [rng.standard_normal((10, 4)) + 0.3 for _ in range(30)]
-    first = bootstrap_fad(clips, reference, seed=1, resamples=50)
-    assert first == bootstrap_fad(clips, reference, seed=1, resamples=50)
-    assert first != bootstrap_fad(clips, reference, seed=2, resamples=50)
-    assert first.low < first.high and first.resamples == 50
-    assert first.fad == frechet_distance(reference, gaussian_stats(np.concatenate(clips)))
-    same = bootstrap_fad([clips[0]] * 5, reference, seed=1, resamples=20)
-    assert same.low == pytest.approx(same.fad) and same.high == pytest.approx(same.fad)
+    estimate = frechet_distance(reference, gaussian_stats(np.concatenate(clips)))
+    scores = bootstrap_scores(clips, reference, seed=1, resamples=50)
+    assert np.array_equal(scores, bootstrap_scores(clips, reference, seed=1, resamples=50))
+    assert not np.array_equal(scores, bootstrap_scores(clips, reference, seed=2, resamples=50))
+    first = percentile_interval(estimate, scores)
+    assert first.low < first.high and first.resamples == 50 and first.fad == estimate
+    assert (first.low, first.high) == pytest.approx(tuple(np.percentile(scores, [2.5, 97.5])))
+    same = bootstrap_scores([clips[0]] * 5, reference, seed=1, resamples=20)
+    one_clip = frechet_distance(reference, gaussian_stats(np.concatenate([clips[0]] * 5)))
+    assert same == pytest.approx(np.full(20, one_clip))  # every resample is the same clip five times

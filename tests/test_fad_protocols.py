@@ -25,6 +25,9 @@ from foley.evaluate.protocols import (
 from foley.models import vggish_input
 from foley.util.errors import AudioError, ConfigError, DataError, FoleyError
 
+DCASE_FRAMING = DCASE2023.framing(StatsEmbedder())
+STANDARD_FRAMING = STANDARD.framing(StatsEmbedder())
+
 
 def pcm_clip(seed, samples=88200):
     return np.random.default_rng(seed).integers(-20000, 20000, samples).astype(np.int16)
@@ -32,13 +35,13 @@ def pcm_clip(seed, samples=88200):
 
 def test_dcase2023_framing_gives_ten_windows_per_four_second_clip():
     x = pcm_clip(0).astype(np.float64)
-    windows = clip_windows(x, DCASE2023)
+    windows = clip_windows(x, DCASE_FRAMING)
     assert windows.shape == (10, 16000)
     peak = x.max()
     for k in range(10):
         np.testing.assert_array_equal(windows[k], x[8000 * k : 8000 * k + 16000] / peak)
-    assert clip_windows(x[:16000 + 7999], DCASE2023).shape == (1, 16000)
-    assert clip_windows(x[:15999], DCASE2023).shape == (0, 16000)
+    assert clip_windows(x[:16000 + 7999], DCASE_FRAMING).shape == (1, 16000)
+    assert clip_windows(x[:15999], DCASE_FRAMING).shape == (0, 16000)
 
 
 def test_peak_normalisation_uses_the_positive_peak_floored_at_a_tenth():
@@ -53,31 +56,31 @@ def test_peak_normalisation_uses_the_positive_peak_floored_at_a_tenth():
 def test_dcase2023_reads_int16_values_without_resampling(tmp_path):
     values = pcm_clip(1)
     sf.write(tmp_path / "a.wav", values, 22050, subtype="PCM_16")
-    samples = read_samples(tmp_path / "a.wav", DCASE2023)
+    samples = read_samples(tmp_path / "a.wav", DCASE_FRAMING)
     assert samples.dtype == np.float64 and samples.shape == (88200,)
     np.testing.assert_array_equal(samples, values.astype(np.float64))
     audio = np.random.default_rng(2).uniform(-0.9, 0.9, 88200)
     write_wav(tmp_path / "b.wav", audio, 22050)
-    from_array = read_samples(ClipArray(audio, 22050), DCASE2023)
-    np.testing.assert_array_equal(from_array, read_samples(tmp_path / "b.wav", DCASE2023))
+    from_array = read_samples(ClipArray(audio, 22050), DCASE_FRAMING)
+    np.testing.assert_array_equal(from_array, read_samples(tmp_path / "b.wav", DCASE_FRAMING))
 
 
 def test_standard_resamples_and_frames_contiguous_vggish_examples(tmp_path):
     audio = np.random.default_rng(3).uniform(-0.5, 0.5, 88200).astype(np.float32)
     sf.write(tmp_path / "c.wav", audio, 22050, subtype="FLOAT")
-    samples = read_samples(tmp_path / "c.wav", STANDARD)
+    samples = read_samples(tmp_path / "c.wav", STANDARD_FRAMING)
     assert samples.shape == (64000,)
-    windows = clip_windows(samples, STANDARD)
+    windows = clip_windows(samples, STANDARD_FRAMING)
     assert windows.shape == (4, 15600)
     per_window = vggish_input.waveform_examples(torch.from_numpy(windows))[:, 0]
     whole_clip = vggish_input.waveform_examples(torch.from_numpy(samples)[None])[0]
     torch.testing.assert_close(per_window, whole_clip, rtol=0, atol=1e-12)
-    assert clip_windows(samples[:9000], STANDARD).shape == (1, 15600)
+    assert clip_windows(samples[:9000], STANDARD_FRAMING).shape == (1, 15600)
 
 
 def test_protocols_are_named_and_unknown_names_list_the_choices():
     assert get_protocol("dcase2023") is DCASE2023 and get_protocol("standard") is STANDARD
-    assert DCASE2023.key != STANDARD.key and DCASE2023.key.startswith("dcase2023-")
+    assert DCASE_FRAMING.key != STANDARD_FRAMING.key and DCASE_FRAMING.key.startswith("dcase2023-")
     with pytest.raises(ConfigError, match="dcase2023, standard"):
         get_protocol("fadtk")
 
@@ -122,7 +125,7 @@ def test_embed_clips_batches_independently_and_caches_by_content(tmp_path):
     assert [e.shape for e in one] == [(10, 3)] * 3 + [(4, 3)]
     for a, b in zip(one, many):
         np.testing.assert_allclose(a, b, rtol=1e-6)
-    windows = clip_windows(read_samples(paths[0], DCASE2023), DCASE2023)
+    windows = clip_windows(read_samples(paths[0], DCASE_FRAMING), DCASE_FRAMING)
     np.testing.assert_allclose(one[0][:, 2], np.abs(windows).max(1), rtol=1e-6)
 
     (tmp_path / "renamed.wav").write_bytes(paths[1].read_bytes())
@@ -142,8 +145,23 @@ def test_embed_clips_names_the_clip_it_cannot_use(tmp_path):
         embed_clips([ClipArray(np.zeros(0), 22050, "silent")], StatsEmbedder(), STANDARD)
 
 
-def test_embed_clips_refuses_an_embedder_at_another_rate():
+def test_a_protocol_with_a_fixed_rate_refuses_an_embedder_at_another_rate():
     embedder = StatsEmbedder()
-    embedder.sample_rate = 22050
-    with pytest.raises(FoleyError, match="22050 Hz windows"):
-        embed_clips([ClipArray(np.zeros(20000), 16000)], embedder, STANDARD)
+    embedder.sample_rate = 32000
+    with pytest.raises(FoleyError, match="dcase2023 makes 16000 Hz windows but embedder stats takes 32000 Hz"):
+        embed_clips([ClipArray(np.zeros(20000), 16000)], embedder, DCASE2023)
+
+
+def test_standard_takes_the_embedders_rate_and_window_and_whole_clips_batch_by_length():
+    embedder = StatsEmbedder()
+    embedder.sample_rate, embedder.window, embedder.hop = 32000, 0, 0  # one embedding per whole clip
+    rng = np.random.default_rng(4)
+    clips = [ClipArray(rng.uniform(-0.5, 0.5, n), 22050, f"c{n}") for n in (44100, 44100, 66150, 44100)]
+    framing = STANDARD.framing(embedder)
+    assert (framing.sample_rate, framing.window) == (32000, 0)
+    embedded = embed_clips(clips, embedder, STANDARD, EmbedOptions(batch_size=8))
+    for clip, rows in zip(clips, embedded):
+        samples = read_samples(clip, framing)
+        assert samples.shape == (round(len(clip.samples) * 32000 / 22050),)
+        expected = embedder.embed(torch.from_numpy(samples)[None]).numpy()
+        np.testing.assert_allclose(rows, expected, rtol=1e-6)

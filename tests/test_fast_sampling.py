@@ -8,13 +8,18 @@ import torch
 from foley.models.incremental_pixelsnail import IncrementalPixelSNAIL
 from foley.models.pixelsnail import PixelSNAIL
 from foley.quantize.stacking import stack_levels
-from foley.sample.fast import FastSampler, sample_fast
+from foley.sample.fast import FastSampler
 from foley.sample.reference import choose_codes, clip_seed, clip_uniforms, sample_reference
 
 VOCAB, CLASSES = 9, 3
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def sample_fast(prior, labels, seeds, temperature=1.0, top_k=0, *, amp=False, batch_size=None):
+    """One call of a FastSampler built for it (what generate does once per run)."""
+    return FastSampler(prior, amp)(labels, seeds, temperature, top_k, batch_size=batch_size)
 
 
 def small_prior(map_shape: tuple[int, int], attention: bool = True, seed: int = 0) -> PixelSNAIL:

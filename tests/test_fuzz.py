@@ -39,7 +39,8 @@ def test_random_bytes_never_crash_the_reader(tmp_path, data):
 def _riff(fmt_tag, channels, rate, bits, payload: bytes, declared: int) -> bytes:
     block = max(1, channels * bits // 8)
     fmt = struct.pack("<HHIIHH", fmt_tag, channels, rate, rate * block, block, bits)
-    return b"RIFF" + struct.pack("<I", 36 + len(payload)) + b"WAVEfmt " + struct.pack("<I", 16) + fmt + b"data" + struct.pack("<I", declared) + payload
+    header = b"RIFF" + struct.pack("<I", 36 + len(payload)) + b"WAVEfmt " + struct.pack("<I", 16) + fmt
+    return header + b"data" + struct.pack("<I", declared) + payload
 
 
 @FUZZ
@@ -81,7 +82,10 @@ scalars = st.one_of(
     st.none(), st.booleans(), st.integers(-10**12, 10**12), st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=12),
 )
-documents = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4), max_leaves=20)
+documents = st.recursive(
+    scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=20,
+)
 
 
 def _load(document) -> None:

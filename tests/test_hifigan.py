@@ -10,9 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from foley.models.hifigan import Generator, HiFiGANConfig, HiFiGANVocoder, benchmark_vocoder, load_generator
+from foley.models.hifigan import Generator, HiFiGANConfig, load_generator
 from foley.models.normed_conv import WeightNormConv
 from foley.util.errors import CheckpointError, ConfigError
+from foley.vocoders.hifigan import HiFiGANVocoder, benchmark_vocoder
 
 # The DCASE 2023 Task 7 baseline's checkpoint/hifigan/hifigan_config.json, as published.
 DCASE_CONFIG = {

@@ -15,6 +15,7 @@ from foley.models.hifigan import HiFiGANConfig
 from foley.models.hifigan_discriminators import DiscriminatorOutput, MultiPeriodDiscriminator, MultiScaleDiscriminator
 from foley.models.normed_conv import SpectralNormConv
 from foley.util.errors import CheckpointError
+from foley.vocoders.hifigan_files import latest_checkpoint_steps
 from foley.vocoders.hifigan_training import (
     HiFiGANModels,
     adversarial_loss,
@@ -22,7 +23,6 @@ from foley.vocoders.hifigan_training import (
     build_optimizers,
     discriminator_loss,
     feature_matching_loss,
-    latest_checkpoint_steps,
     load_training_checkpoint,
     make_batch,
     peak_normalize,

@@ -9,8 +9,11 @@ import zlib
 import pytest
 import torch
 
+from foley.config import load_config
+from foley.models.builders import build_prior, load_prior, prior_spec
 from foley.models.layers import WeightNormConv2d, WeightNormLinear, fold_weight_norm
 from foley.models.pixelsnail import PixelSNAIL, load_baseline_state_dict, loss_and_accuracy
+from foley.util.checkpoint import model_payload, save_checkpoint
 from foley.util.errors import CheckpointError
 
 BASELINE_SIZE = dict(
@@ -256,11 +259,17 @@ def test_parameter_count_at_the_baselines_size():
     assert sum(p.numel() for p in prior.parameters()) == 96_823_032
 
 
-def test_model_args_rebuild_the_model():
-    prior = tiny_prior()
-    rebuilt = PixelSNAIL(**prior.model_args()).double()
-    rebuilt.load_state_dict(prior.state_dict())
-    assert prior.model_args()["map_shape"] == (4, 6)
+def test_a_prior_checkpoint_rebuilds_the_same_model(tmp_path):
+    section = load_config("quick", ["prior.n_block=1", "prior.channel=16", "prior.res_channel=8", "prior.n_head=2",
+                                    "prior.label_hidden=8", "prior.kernel_size=3", "prior.dropout=0.1"]).prior
+    torch.manual_seed(0)
+    prior = build_prior(section, (4, 6), 7, 3).eval()
+    save_checkpoint(tmp_path / "prior.pt", model_payload("prior", prior_spec(prior, section), prior))
+    rebuilt, rebuilt_section = load_prior(tmp_path / "prior.pt")
+    assert rebuilt_section == section and not rebuilt.training
+    assert (rebuilt.map_shape, rebuilt.vocab_size, rebuilt.n_classes) == ((4, 6), 7, 3)
+    codes, labels = torch.randint(0, 7, (2, 4, 6)), torch.tensor([0, 2])
+    torch.testing.assert_close(rebuilt(codes, labels), prior(codes, labels), rtol=0, atol=0)
 
 
 GRADIENT_FREE = ("condition.conv.weight_v", "causal_attention.key.bias")

@@ -107,7 +107,8 @@ def test_decoder_reads_unpacked_and_negative_values_and_skips_unknown_fields():
 
 def test_reader_refuses_every_other_global_without_running_it(tmp_path):
     marker = tmp_path / "ran"
-    hostile = b"\x80\x04\x8c\x02os\x8c\x06system\x93\x8c" + bytes([len(f"touch {marker}")]) + f"touch {marker}".encode() + b"\x85R."
+    command = f"touch {marker}".encode()
+    hostile = b"\x80\x04\x8c\x02os\x8c\x06system\x93\x8c" + bytes([len(command)]) + command + b"\x85R."
     (tmp_path / "evil.pkl").write_bytes(hostile)
     with pytest.raises(DataError, match="refusing global os.system"):
         read_official_stats(tmp_path / "evil.pkl")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from foley.stages.commands.cli import main
-from foley.stages.commands.seeds import parse_seeds
+from foley.stages.seeds import parse_seeds
 from foley.util.errors import RunError
 
 CLASSES = ["dog_bark", "footstep", "gunshot", "keyboard", "moving_motor_vehicle", "rain", "sneeze_cough"]

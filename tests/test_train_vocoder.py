@@ -14,10 +14,11 @@ import soundfile as sf
 import torch
 from toy_hifigan import train_overrides, write_toy_hifigan
 
-from foley.models.hifigan import HiFiGANVocoder
 from foley.stages.commands.cli import main
+from foley.vocoders.hifigan import HiFiGANVocoder
+from foley.vocoders.hifigan_files import complete_checkpoint_steps
 from foley.vocoders.hifigan_task import LOOP_KEY
-from foley.vocoders.hifigan_training import DISCRIMINATOR_KEYS, complete_checkpoint_steps
+from foley.vocoders.hifigan_training import DISCRIMINATOR_KEYS
 
 CLASSES = ["dog_bark", "footstep", "gunshot", "keyboard", "moving_motor_vehicle", "rain", "sneeze_cough"]
 # TOY with a 5 x 11 prior map and one epoch per model: the stages before the vocoder in seconds.

@@ -10,8 +10,11 @@ from foley.evaluate.embedding import EmbedOptions, benchmark_embedder, embed_cli
 from foley.evaluate.protocols import DCASE2023, STANDARD, ClipArray
 from foley.models import vggish_input
 from foley.models.vggish import VGGish, VGGishEmbedder, load_vggish
-from foley.models.vggish_weights import WEIGHTS_FILE, WEIGHTS_URL
+from foley.registry import EMBEDDERS
 from foley.util.errors import CheckpointError, FoleyError
+
+VGGISH_WEIGHTS = EMBEDDERS.entry("vggish").weights
+WEIGHTS_FILE, WEIGHTS_URL = VGGISH_WEIGHTS.file, VGGISH_WEIGHTS.source
 
 TORCHVGGISH_SHAPES = {
     "features.0.weight": (64, 1, 3, 3), "features.0.bias": (64,),
@@ -101,7 +104,7 @@ def test_state_dict_has_the_torchvggish_layout():
 
 @pytest.fixture(scope="module")
 def embedder(weights_file):
-    return VGGishEmbedder.from_file(weights_file[0])
+    return VGGishEmbedder.load(weights_file[0])
 
 
 def test_weights_load_strictly_and_the_embedding_matches_the_functional_network(weights_file, embedder):
@@ -158,13 +161,22 @@ def test_embedder_refuses_windows_that_are_not_one_example():
 
 class CountingEmbedder:
     name, sample_rate, dim = "counting", 16000, 3
+    window, hop = vggish_input.EXAMPLE_SAMPLES, vggish_input.EXAMPLE_HOP_SAMPLES
+
+    def __init__(self):
+        self.shapes = []
 
     def embed(self, windows):
+        self.shapes.append(tuple(windows.shape))
         return torch.stack([windows.mean(1), windows.std(1), windows.abs().max(1).values], 1).float()
 
 
 def test_benchmark_reports_embeddings_per_second_per_batch_size():
-    results = benchmark_embedder(CountingEmbedder(), DCASE2023, batch_sizes=(1, 4), repeats=2)
+    embedder = CountingEmbedder()
+    results = benchmark_embedder(embedder, DCASE2023, batch_sizes=(1, 4), repeats=2)
     assert [r.batch_size for r in results] == [1, 4]
     assert all(r.embeddings_per_second > 0 and r.device == "cpu" for r in results)
-    assert STANDARD.window == vggish_input.EXAMPLE_SAMPLES
+    assert embedder.shapes == [(1, 16000)] * 3 + [(4, 16000)] * 3  # one warm-up and 2 timed calls per size
+    embedder.shapes.clear()
+    benchmark_embedder(embedder, STANDARD, batch_sizes=(2,), repeats=1)
+    assert embedder.shapes == [(2, vggish_input.EXAMPLE_SAMPLES)] * 2  # the embedder's own window

@@ -10,10 +10,12 @@ from toy_hifigan import TOY_HIFIGAN, write_toy_hifigan
 
 import foley.stages.commands.vocoding
 from foley.config import load_config
-from foley.models.hifigan import Generator, HiFiGANConfig, HiFiGANVocoder
+from foley.models.hifigan import Generator, HiFiGANConfig
 from foley.stages.commands.cli import main
 from foley.util.errors import CheckpointError, ConfigError
-from foley.vocoders.build import GriffinLim, build_vocoder, vocode_all
+from foley.vocoders.base import build_vocoder, vocode_all
+from foley.vocoders.griffinlim import GriffinLim
+from foley.vocoders.hifigan import HiFiGANVocoder
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -49,7 +51,8 @@ def test_missing_files_name_what_is_expected(tmp_path):
     with pytest.raises(ConfigError, match=r"vocoder.hifigan.train.base' names .*nope.json', which does not exist"):
         load_config("quick", ["vocoder.type=hifigan", f"vocoder.hifigan.train.base={tmp_path / 'nope.json'}"])
     load_config("quick", [f"vocoder.hifigan.checkpoint={tmp_path / 'g_nope'}", f"vocoder.hifigan.config={config_json}"])
-    with pytest.raises(CheckpointError, match=r"no trained HiFi-GAN in '.*' \(no g_<step>/do_<step> pair\); run the train_vocoder"):
+    no_pair = r"no trained HiFi-GAN in '.*' \(no g_<step>/do_<step> pair\); run the train_vocoder"
+    with pytest.raises(CheckpointError, match=no_pair):
         build_vocoder(load_config("quick", ["vocoder.type=hifigan"]), trained_dir=tmp_path)
 
 

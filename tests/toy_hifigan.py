@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from foley.models.hifigan import Generator, HiFiGANConfig
-from foley.vocoders.build import DCASE_HIFIGAN
+from foley.vocoders.hifigan import DCASE_HIFIGAN
 
 # The DCASE config's mel and optimiser settings with a generator of ~20 k parameters.
 TOY_HIFIGAN = {

@@ -36,6 +36,16 @@ def load_config(source: str | Path | None = None, overrides: list[str] | tuple[s
     return config_from_dict(document)
 
 
+def run_config(config: str | Path | None = None, *, data: str | Path | None = None,
+               reference: str | Path | None = None, device: str | None = None,
+               overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """A config by built-in name or YAML path, with the data folders (data.root, data.reference), the
+    device and `key=value` overrides: what `foley run` and foley.run() start from."""
+    extra = [f"{key}={value}" for key, value in (("data.root", data), ("data.reference", reference),
+                                                 ("device", device)) if value is not None]
+    return load_config(config, list(overrides) + extra)
+
+
 def config_from_dict(document: Mapping[str, Any]) -> Config:
     return _build(Config, document, "")
 
@@ -179,6 +189,10 @@ def _convert(hint: Any, value: Any, path: str) -> Any:
             return None
         inner = [a for a in args if a is not type(None)]
         return _convert(inner[0], value, path)
+    if origin is dict:
+        if not isinstance(value, Mapping) or not all(isinstance(key, str) for key in value):
+            raise ConfigError(f"config key '{path}' must be a mapping of names to values, got {value!r}")
+        return {key: _convert(args[1], item, f"{path}.{key}") for key, item in value.items()}
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"config key '{path}' must be a list, got {value!r}")

@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from foley.registry import QUANTIZERS
 from foley.util.errors import ConfigError
 
 
@@ -122,7 +123,6 @@ class TrainConfig:
         require(self.num_workers >= 0, f"{path}.num_workers", "must be >= 0")
 
 
-QUANTIZERS = ("vq", "rvq")
 CODEBOOK_INITS = ("random", "data")
 
 
@@ -137,7 +137,7 @@ class QuantizerConfig:
     dead_code_threshold: float
 
     def check(self, path: str) -> None:
-        require_choice(self.type, QUANTIZERS, f"{path}.type")
+        require_choice(self.type, QUANTIZERS.names(), f"{path}.type")
         require(self.levels >= 1, f"{path}.levels", "must be at least 1")
         require(
             self.type == "rvq" or self.levels == 1,

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from foley.config.sections import require, require_choice
-from foley.models.vggish_weights import missing_weights_message
+from foley.registry import EMBEDDERS, PROTOCOLS, VOCODERS
 from foley.util.errors import ConfigError
 
 
@@ -20,7 +20,6 @@ class GriffinLimConfig:
         require(0.0 <= self.momentum < 1.0, f"{path}.momentum", "must be in [0, 1)")
 
 
-VOCODERS = ("griffinlim", "hifigan")
 CHANNEL_DIVISORS = (1, 2, 4, 8)
 DCASE_HIFIGAN_HINT = "the DCASE 2023 Task 7 baseline repository's checkpoint/hifigan/ has g_00935000 and hifigan_config.json"
 
@@ -88,20 +87,16 @@ class VocoderConfig:
     hifigan: HiFiGANVocoderConfig
 
     def check(self, path: str) -> None:
-        require_choice(self.type, VOCODERS, f"{path}.type")
+        require_choice(self.type, VOCODERS.names(), f"{path}.type")
         require(self.batch_size >= 1, f"{path}.batch_size", "must be at least 1")
         if self.type == "hifigan":
             self.hifigan.check_files(f"{path}.hifigan")
 
 
-EMBEDDERS = ("builtin", "vggish")
-FAD_PROTOCOLS = ("dcase2023", "standard")
-
-
 @dataclass(frozen=True)
 class EvaluateConfig:
     embedder: str
-    vggish_weights: str | None
+    weights: dict[str, str | None]  # embedder name -> its pretrained weights file (EMBEDDERS entries with weights)
     protocol: str
     relax_checks: bool
     reference: str | None
@@ -113,10 +108,15 @@ class EvaluateConfig:
     classifier_epochs: int
 
     def check(self, path: str) -> None:
-        require_choice(self.embedder, EMBEDDERS, f"{path}.embedder")
-        if self.embedder == "vggish" and self.vggish_weights is None:
-            raise ConfigError(f"config key '{path}.vggish_weights' is null: {missing_weights_message(None)}")
-        require_choice(self.protocol, FAD_PROTOCOLS, f"{path}.protocol")
+        require_choice(self.embedder, EMBEDDERS.names(), f"{path}.embedder")
+        for name in self.weights:
+            needs = name in EMBEDDERS.names() and EMBEDDERS.entry(name).weights is not None
+            require(needs, f"{path}.weights.{name}", f"names no embedder that takes weights; embedders with weights: "
+                    f"{', '.join(n for n in EMBEDDERS.names() if EMBEDDERS.entry(n).weights)}")
+        weights = EMBEDDERS.entry(self.embedder).weights
+        if weights is not None and self.weights.get(self.embedder) is None:
+            raise ConfigError(f"config key '{path}.weights.{self.embedder}' is null: {weights.missing(self.embedder, None)}")
+        require_choice(self.protocol, PROTOCOLS.names(), f"{path}.protocol")
         require(self.bootstrap == 0 or self.bootstrap >= 2, f"{path}.bootstrap", "must be 0 (off) or at least 2 resamples")
         require(
             self.floor_clips_per_class >= 0,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
+from pathlib import Path
 
 import torch
 
@@ -24,6 +25,17 @@ class BuiltinEmbedder:
     name = "builtin-mfcc-v1"
     sample_rate = vggish_input.SAMPLE_RATE
     dim = 3 * N_MFCC + 4
+    window = vggish_input.EXAMPLE_SAMPLES  # VGGish's 0.96 s examples under the standard protocol
+    hop = vggish_input.EXAMPLE_HOP_SAMPLES
+
+    @classmethod
+    def load(cls, weights: Path | None, device: torch.device | str) -> BuiltinEmbedder:
+        """Weight-free: `weights` is ignored; it computes on the device of the windows it gets."""
+        return cls()
+
+    @classmethod
+    def random(cls, device: torch.device | str, seed: int) -> BuiltinEmbedder:
+        return cls()
 
     def description(self) -> str:
         return f"{self.name} ({self.dim}-d MFCC and log-energy statistics per window, weight-free)"

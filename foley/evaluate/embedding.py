@@ -3,11 +3,16 @@
 An Embedder is any object with
     name: str          names the model and its weights (e.g. "vggish-1a2b3c4d5e6f"); part of every
                        cache key and of every reported number, so different weights never share one
-    sample_rate: int   the rate its windows are at; must equal the protocol's
+    sample_rate: int   the rate its windows are at (a protocol that fixes a rate must match it)
     dim: int           the size of one embedding
+    window, hop: int   its natural window and hop in samples (the `standard` protocol's framing);
+                       window 0: one embedding per whole clip
     embed(windows)     windows (N, S) float tensor, on the device to run on -> (N, dim) float tensor
                        on that device: one embedding per window, not depending on the rest of the
                        batch (beyond float rounding: float32 sums may differ with the batch size)
+and the constructors the registry (foley.registry.EMBEDDERS) calls:
+    load(weights, device)   weights: the path of its pretrained weights (None for weight-free ones)
+    random(device, seed)    the same network with random weights (speed measurements)
 The protocol (foley.evaluate.protocols) decides how a clip becomes windows; the embedder decides what
 one window becomes. foley.models.vggish.VGGishEmbedder is one.
 
@@ -29,8 +34,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from foley.evaluate.protocols import ClipArray, ClipSource, Protocol, clip_windows, describe, read_samples
+from foley.evaluate.protocols import ClipArray, ClipSource, Framing, Protocol, clip_windows, describe, read_samples
 from foley.util.atomic import save_npy_atomic
+from foley.util.device import synchronize
 from foley.util.errors import AudioError, FoleyError
 
 
@@ -38,8 +44,16 @@ class Embedder(Interface):
     name: str
     sample_rate: int
     dim: int
+    window: int
+    hop: int
 
     def embed(self, windows: torch.Tensor) -> torch.Tensor: ...
+
+    @classmethod
+    def load(cls, weights: Path | None, device: torch.device | str) -> Embedder: ...
+
+    @classmethod
+    def random(cls, device: torch.device | str, seed: int) -> Embedder: ...
 
 
 def _source_bytes(source: ClipSource) -> bytes | None:
@@ -66,9 +80,9 @@ class EmbeddingCache:
     folder: Path
 
     @classmethod
-    def at(cls, cache_dir: str | Path, embedder: Embedder, protocol: Protocol) -> EmbeddingCache:
+    def at(cls, cache_dir: str | Path, embedder: Embedder, framing: Framing) -> EmbeddingCache:
         safe_name = re.sub(r"[^A-Za-z0-9._-]", "_", embedder.name)
-        return cls(Path(cache_dir) / "embeddings" / protocol.key / safe_name)
+        return cls(Path(cache_dir) / "embeddings" / framing.key / safe_name)
 
     def path(self, key: str) -> Path:
         return self.folder / key[:2] / f"{key}.npy"
@@ -104,19 +118,16 @@ def embed_clips(
 ) -> list[np.ndarray]:
     """Per-clip embeddings (windows, dim) float32, in the order of clips.
 
-    Windows of several clips are batched together (options.batch_size per embedder call) on
-    options.device. With a cache_dir, clips embedded before under the same protocol and embedder
+    Windows of several clips are batched together (options.batch_size per embedder call; whole-clip
+    windows only with clips of the same length) on options.device. With a cache_dir, clips embedded
+    before under the same protocol and embedder
     are read back instead.
     """
-    if embedder.sample_rate != protocol.sample_rate:
-        raise FoleyError(
-            f"embedder {embedder.name} takes {embedder.sample_rate} Hz windows but protocol "
-            f"{protocol.name} makes {protocol.sample_rate} Hz windows"
-        )
+    framing = protocol.framing(embedder)
     batch_size = options.batch_size
     if batch_size < 1:
         raise FoleyError(f"batch_size must be at least 1, got {batch_size}")
-    cache = EmbeddingCache.at(options.cache_dir, embedder, protocol) if options.cache_dir is not None else None
+    cache = EmbeddingCache.at(options.cache_dir, embedder, framing) if options.cache_dir is not None else None
     device = torch.device(options.device)
     results: list[np.ndarray | None] = [None] * len(clips)
     pending: list[tuple[int, str, np.ndarray]] = []
@@ -141,14 +152,19 @@ def embed_clips(
             results[index] = cached
             continue
         try:
-            windows = clip_windows(read_samples(source, protocol, data), protocol)
+            windows = clip_windows(read_samples(source, framing, data), framing)
         except AudioError as err:
             raise AudioError(f"clip '{describe(source)}': {err}") from None
+        if pending and pending[0][2].shape[1] != windows.shape[1]:
+            flush()  # whole-clip windows of another length cannot share a batch
         pending.append((index, key, windows))
         if sum(w.shape[0] for _, _, w in pending) >= batch_size:
             flush()
     flush()
     return results
+
+
+BENCH_CLIP_SECONDS = 4
 
 
 @dataclass(frozen=True)
@@ -159,10 +175,6 @@ class BenchResult:
     seconds: float
 
 
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
 
 def benchmark_embedder(
     embedder: Embedder,
@@ -172,21 +184,24 @@ def benchmark_embedder(
     repeats: int = 3,
     seed: int = 0,
 ) -> list[BenchResult]:
-    """Embeddings per second at each batch size on device, for random windows of the protocol's length.
+    """Embeddings per second at each batch size on device, for random windows of the protocol's length
+    (a DCASE clip's 4 s where the protocol embeds whole clips).
 
     Each size is run once untimed (warm-up), then timed over repeats calls.
     """
+    framing = protocol.framing(embedder)
+    window = framing.window or BENCH_CLIP_SECONDS * framing.sample_rate
     device = torch.device(device)
     generator = torch.Generator().manual_seed(seed)
     results = []
     for size in batch_sizes:
-        windows = (torch.rand(size, protocol.window, generator=generator, dtype=torch.float64) * 2 - 1).to(device)
+        windows = (torch.rand(size, window, generator=generator, dtype=torch.float64) * 2 - 1).to(device)
         embedder.embed(windows)
-        _synchronize(device)
+        synchronize(device)
         start = time.perf_counter()
         for _ in range(repeats):
             embedder.embed(windows)
-        _synchronize(device)
+        synchronize(device)
         elapsed = time.perf_counter() - start
         results.append(BenchResult(size, size * repeats / elapsed, str(device), elapsed))
     return results

@@ -7,7 +7,7 @@ Embedding models live elsewhere (foley.evaluate.embedding); nothing here reads f
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,19 +60,6 @@ def frechet_distance(a: GaussianStats, b: GaussianStats) -> float:
             raise FoleyError("the covariance product has a matrix square root with large imaginary parts")
         covmean = covmean.real
     return float(diff @ diff + np.trace(a.sigma) + np.trace(b.sigma) - 2 * np.trace(covmean))
-
-
-def per_class_fad(generated: Mapping[str, GaussianStats], reference: Mapping[str, GaussianStats]) -> dict[str, float]:
-    """Fréchet distance of each generated class against the reference class of the same name.
-
-    The reference goes first, as the official evaluator orders it (sqrtm of S_ref S_gen).
-    """
-    missing = sorted(set(generated) - set(reference))
-    if missing:
-        raise FoleyError(
-            f"no reference statistics for class(es) {', '.join(missing)}; the reference has {', '.join(sorted(reference))}"
-        )
-    return {name: frechet_distance(reference[name], stats) for name, stats in generated.items()}
 
 
 @dataclass(frozen=True)
@@ -151,23 +138,3 @@ def percentile_interval(estimate: float, scores: np.ndarray, confidence: float =
     tail = (1.0 - confidence) / 2 * 100
     low, high = np.percentile(scores, [tail, 100 - tail])
     return FADInterval(fad=estimate, low=float(low), high=float(high), confidence=confidence, resamples=len(scores))
-
-
-def bootstrap_fad(
-    clip_embeddings: Sequence[np.ndarray],
-    reference: GaussianStats,
-    seed: int,
-    resamples: int = 200,
-    confidence: float = 0.95,
-) -> FADInterval:
-    """FAD of the clips against reference, with a percentile bootstrap interval over clips.
-
-    Duplicated clips shrink a resample's spread, so resampled FADs lean high and the percentile
-    interval can sit above the estimate: read it as the sampling spread of the score, not as a
-    bias correction.
-    """
-    if not 0.0 < confidence < 1.0:
-        raise FoleyError(f"confidence must be in (0, 1), got {confidence}")
-    scores = bootstrap_scores(clip_embeddings, reference, seed, resamples)
-    estimate = frechet_distance(reference, gaussian_stats(np.concatenate([np.asarray(c) for c in clip_embeddings])))
-    return percentile_interval(estimate, scores, confidence)

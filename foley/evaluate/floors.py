@@ -13,7 +13,7 @@ import torch
 
 from foley.audio.clips import fit_length
 from foley.models.autoencoder import Autoencoder
-from foley.vocoders.build import Vocoder
+from foley.vocoders.base import Vocoder
 
 FLOORS = ("vocoder", "reconstruction")
 

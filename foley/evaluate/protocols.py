@@ -1,4 +1,4 @@
-"""The two FAD protocols: how a clip becomes the windows an Embedder sees, and which clips are accepted.
+"""FAD protocols: how a clip becomes the windows an Embedder sees, and which clips are accepted.
 
 dcase2023 is the official DCASE 2023 Task 7 evaluator (dcase2023_task7_eval_fad), step for step:
 - the wav's samples as scipy.io.wavfile reads them (int16 values, -32768..32767), not resampled:
@@ -24,15 +24,14 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
+from typing import Any
 
 import numpy as np
 import soundfile as sf
 from scipy.io import wavfile
 
 from foley.audio.clips import resample, to_pcm16
-from foley.models.vggish_input import EXAMPLE_HOP_SAMPLES, EXAMPLE_SAMPLES
-from foley.util.errors import AudioError, ConfigError, DataError
+from foley.util.errors import AudioError, DataError, FoleyError
 
 PEAK_FLOOR = 0.1  # the evaluator's 10 ** (-20 dB / 20): quiet clips are raised by at most 20 dB
 
@@ -51,7 +50,7 @@ class ClipArray:
     name: str = "array"
 
 
-ClipSource = Union[str, Path, ClipArray]
+ClipSource = str | Path | ClipArray
 
 
 def describe(source: ClipSource) -> str:
@@ -60,24 +59,55 @@ def describe(source: ClipSource) -> str:
 
 
 @dataclass(frozen=True)
-class Protocol:
-    """Windowing of clips for an embedder at sample_rate; lengths in samples at that rate."""
+class Framing:
+    """A protocol made concrete for one embedder: lengths in samples at sample_rate."""
 
-    name: str
+    protocol: str
     sample_rate: int
-    window: int
+    window: int  # samples per window; 0: the whole clip is one window
     step: int
     resample: bool  # resample clips to sample_rate (False: feed the samples as they are)
     pcm_values: bool  # 16-bit PCM as integer values (True) or as floats in [-1, 1]
     peak_normalise: bool
     pad_short: bool  # zero-pad a clip shorter than one window (False: it gives no window)
-    official_checks: bool  # enforce the official evaluator's input checks
 
     @property
     def key(self) -> str:
-        """name + a digest of every setting: changes whenever the protocol's behaviour changes."""
+        """protocol name + a digest of every setting: changes whenever the framing's behaviour changes."""
         fields = json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
-        return f"{self.name}-{hashlib.sha256(fields).hexdigest()[:10]}"
+        return f"{self.protocol}-{hashlib.sha256(fields).hexdigest()[:10]}"
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How clips become an embedder's windows, and whether the official input checks apply.
+
+    A protocol may fix the rate and the windows (dcase2023), or take them from the embedder
+    (standard: its own rate and its natural window and hop), so that embedders at 16, 32 or 48 kHz
+    fit; `framing` makes it concrete for one embedder.
+    """
+
+    name: str
+    sample_rate: int | None  # None: the embedder's rate
+    window: int | None  # None: the embedder's window (0: the whole clip)
+    step: int | None  # None: the embedder's hop
+    resample: bool
+    pcm_values: bool
+    peak_normalise: bool
+    pad_short: bool
+    official_checks: bool  # enforce the official evaluator's input checks
+
+    def framing(self, embedder: Any) -> Framing:
+        """The windows this protocol cuts for `embedder` (anything with sample_rate, window and hop)."""
+        if self.sample_rate is not None and self.sample_rate != embedder.sample_rate:
+            raise FoleyError(
+                f"protocol {self.name} makes {self.sample_rate} Hz windows but embedder {embedder.name} takes "
+                f"{embedder.sample_rate} Hz; use a protocol that resamples to the embedder's rate (standard)"
+            )
+        window = embedder.window if self.window is None else self.window
+        step = embedder.hop if self.step is None else self.step
+        return Framing(self.name, embedder.sample_rate, window, step, self.resample, self.pcm_values,
+                       self.peak_normalise, self.pad_short)
 
 
 DCASE2023 = Protocol(
@@ -85,16 +115,16 @@ DCASE2023 = Protocol(
     peak_normalise=True, pad_short=False, official_checks=True,
 )
 STANDARD = Protocol(
-    name="standard", sample_rate=16000, window=EXAMPLE_SAMPLES, step=EXAMPLE_HOP_SAMPLES, resample=True,
+    name="standard", sample_rate=None, window=None, step=None, resample=True,
     pcm_values=False, peak_normalise=False, pad_short=True, official_checks=False,
 )
-PROTOCOLS = {p.name: p for p in (DCASE2023, STANDARD)}
 
 
 def get_protocol(name: str) -> Protocol:
-    if name not in PROTOCOLS:
-        raise ConfigError(f"unknown FAD protocol '{name}': choose one of {', '.join(PROTOCOLS)}")
-    return PROTOCOLS[name]
+    """The protocol registered as `name` (foley.registry.PROTOCOLS)."""
+    from foley.registry import PROTOCOLS
+
+    return PROTOCOLS.get(name)
 
 
 def peak_normalise(samples: np.ndarray) -> np.ndarray:
@@ -103,18 +133,21 @@ def peak_normalise(samples: np.ndarray) -> np.ndarray:
     return x / max(PEAK_FLOOR, float(x.max()))
 
 
-def clip_windows(samples: np.ndarray, protocol: Protocol) -> np.ndarray:
-    """A mono clip (T,) -> its windows (K, protocol.window) in float64, after normalisation."""
+def clip_windows(samples: np.ndarray, framing: Framing) -> np.ndarray:
+    """A mono clip (T,) -> its windows (K, framing.window) in float64, after normalisation
+    (window 0: the whole clip as one window)."""
     x = np.asarray(samples, dtype=np.float64)
     if x.size == 0:
         raise AudioError("zero-length: the clip holds no samples")
-    if protocol.peak_normalise:
+    if framing.peak_normalise:
         x = peak_normalise(x)
-    if protocol.pad_short and x.size < protocol.window:
-        x = np.pad(x, (0, protocol.window - x.size))
-    if x.size < protocol.window:
-        return np.zeros((0, protocol.window))
-    return np.lib.stride_tricks.sliding_window_view(x, protocol.window)[:: protocol.step].copy()
+    if framing.window == 0:
+        return x[None].copy()
+    if framing.pad_short and x.size < framing.window:
+        x = np.pad(x, (0, framing.window - x.size))
+    if x.size < framing.window:
+        return np.zeros((0, framing.window))
+    return np.lib.stride_tricks.sliding_window_view(x, framing.window)[:: framing.step].copy()
 
 
 def _pcm_values(samples: np.ndarray) -> np.ndarray:
@@ -127,29 +160,29 @@ def _mono(samples: np.ndarray) -> np.ndarray:
     return samples.mean(axis=1) if samples.ndim == 2 else samples
 
 
-def read_samples(source: ClipSource, protocol: Protocol, data: bytes | None = None) -> np.ndarray:
-    """The clip's mono samples as the protocol feeds them, at protocol.sample_rate when it resamples.
+def read_samples(source: ClipSource, framing: Framing, data: bytes | None = None) -> np.ndarray:
+    """The clip's mono samples as the framing feeds them, at framing.sample_rate when it resamples.
 
     data: the file's bytes when the caller has already read them. AudioError says what is wrong.
     """
     if isinstance(source, ClipArray):
         samples, rate = np.asarray(source.samples), source.sample_rate
-        if protocol.pcm_values:
+        if framing.pcm_values:
             samples = _pcm_values(samples)
         elif np.issubdtype(samples.dtype, np.integer):
             samples = samples / 32768.0
     else:
         stream = io.BytesIO(Path(source).read_bytes() if data is None else data)
         try:
-            if protocol.pcm_values:
+            if framing.pcm_values:
                 rate, samples = wavfile.read(stream)
             else:
                 samples, rate = sf.read(stream, dtype="float64", always_2d=True)
         except Exception as err:  # scipy and libsndfile report unreadable files through many error types
             raise AudioError(f"unreadable as a wav file ({err})") from None
     samples = _mono(np.asarray(samples, dtype=np.float64))
-    if protocol.resample and rate != protocol.sample_rate:
-        samples = resample(samples, rate, protocol.sample_rate).astype(np.float64)
+    if framing.resample and rate != framing.sample_rate:
+        samples = resample(samples, rate, framing.sample_rate).astype(np.float64)
     return samples
 
 

@@ -92,7 +92,7 @@ def load_reference_npz(path: str | Path, class_names: Sequence[str]) -> Referenc
 
 
 def _stats_cache_path(cache_dir: Path, keys: Sequence[str], embedder: Embedder, protocol: Protocol) -> Path:
-    digest = hashlib.sha256("\n".join([protocol.key, embedder.name, *sorted(keys)]).encode()).hexdigest()
+    digest = hashlib.sha256("\n".join([protocol.framing(embedder).key, embedder.name, *sorted(keys)]).encode()).hexdigest()
     return cache_dir / "stats" / f"{digest}.npz"
 
 

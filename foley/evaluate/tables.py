@@ -95,9 +95,8 @@ def accuracy_rows(results: Mapping[str, ClassAccuracy], classifier: str) -> list
     return rows
 
 
-def confusion_rows(results: Mapping[str, ClassAccuracy]) -> tuple[tuple[str, ...], list[dict]]:
+def confusion_rows(results: Mapping[str, ClassAccuracy], names: tuple[str, ...]) -> tuple[tuple[str, ...], list[dict]]:
     """Per set and true class, the clips predicted as each class."""
-    names = next(iter(results.values())).class_names if results else ()
     fields = ("set", "true \\ predicted", *names)
     rows = [dict(zip(fields, (name, true, *map(int, counts))))
             for name, result in results.items() for true, counts in zip(result.class_names, result.confusion)]

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from foley.audio.clips import LOG_CLAMP
-from foley.quantize.ema import QuantizedResult, ResidualQuantizer
+from foley.quantize.base import QuantizedResult, Quantizer
 from foley.util import shapes
 
 BRANCH_KERNELS = (4, 2, 6, 8)  # the baseline's kernels at stride 2
@@ -120,7 +120,7 @@ class Autoencoder(nn.Module):
         self,
         input_shape: tuple[int, int],
         strides: Sequence[tuple[int, int]],
-        quantizer: ResidualQuantizer,
+        quantizer: Quantizer,
         channel: int = 128,
         n_res_block: int = 2,
         n_res_channel: int = 32,
@@ -139,7 +139,7 @@ class Autoencoder(nn.Module):
 
     @property
     def levels(self) -> int:
-        return len(self.quantizer.levels)
+        return self.quantizer.level_count
 
     def encode(self, mel: torch.Tensor, levels: int | None = None) -> QuantizedResult:
         self._check_input(mel)

@@ -7,16 +7,14 @@ from pathlib import Path
 from foley.config import AutoencoderConfig, PriorConfig, section_from_dict, to_plain
 from foley.models.autoencoder import Autoencoder
 from foley.models.pixelsnail import PixelSNAIL
-from foley.quantize.ema import ResidualQuantizer
+from foley.registry import QUANTIZERS
 from foley.util.checkpoint import load_checkpoint
 from foley.util.errors import CheckpointError
 
 
 def build_autoencoder(section: AutoencoderConfig, input_shape: tuple[int, int]) -> Autoencoder:
-    q = section.quantizer
-    quantizer = ResidualQuantizer(
-        section.embed_dim, q.levels, q.codebook_size, q.decay, init=q.init, dead_code_threshold=q.dead_code_threshold
-    )
+    """The autoencoder with the quantizer that `autoencoder.quantizer.type` names in the registry."""
+    quantizer = QUANTIZERS.get(section.quantizer.type).from_config(section.embed_dim, section.quantizer)
     return Autoencoder(
         input_shape, section.strides, quantizer, section.channel, section.n_res_block, section.n_res_channel
     )

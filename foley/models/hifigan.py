@@ -11,10 +11,8 @@ For inference the weight norm is folded into plain `weight` tensors (`Generator.
 
 from __future__ import annotations
 
-import copy
 import json
 import math
-import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -267,90 +265,3 @@ def load_generator(checkpoint_path: str | Path, config: HiFiGANConfig) -> Genera
     )
     generator.load_state_dict(state)
     return generator
-
-
-# ---------------------------------------------------------------------------------------------
-# Inference
-
-
-class HiFiGANVocoder:
-    """Batched mel -> waveform with a folded, frozen copy of a generator; device set by `.to(device)`.
-
-    `batch_size` (None: all at once) caps the mels per generator call."""
-
-    def __init__(self, generator: Generator, name: str = "hifigan", batch_size: int | None = None) -> None:
-        self.generator = copy.deepcopy(generator).eval()
-        self.generator.remove_weight_norm()
-        self.generator.requires_grad_(False)
-        self.config = generator.config
-        self.name, self.batch_size = name, batch_size
-
-    @classmethod
-    def from_files(cls, checkpoint_path: str | Path, config_path: str | Path,
-                   batch_size: int | None = None) -> HiFiGANVocoder:
-        generator = load_generator(checkpoint_path, HiFiGANConfig.from_json(config_path))
-        return cls(generator, name=f"hifigan({Path(checkpoint_path).name})", batch_size=batch_size)
-
-    @property
-    def sample_rate(self) -> int:
-        return self.config.sampling_rate
-
-    @property
-    def hop_length(self) -> int:
-        return self.config.hop_size
-
-    @property
-    def num_mels(self) -> int:
-        return self.config.num_mels
-
-    @property
-    def device(self) -> torch.device:
-        return self.generator.conv_pre.bias.device
-
-    def to(self, device: str | torch.device) -> HiFiGANVocoder:
-        self.generator.to(device)
-        return self
-
-    def __call__(self, mel: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
-        """(B, num_mels, T) -> (B, T * hop_length) float32 on the vocoder's device; batch_size splits B."""
-        if mel.dim() != 3 or mel.shape[1] != self.num_mels:
-            raise ValueError(f"mel must be (batch, {self.num_mels}, frames), found {tuple(mel.shape)}")
-        mel = mel.to(self.device, torch.float32)
-        step = batch_size or self.batch_size or max(1, mel.shape[0])
-        with torch.no_grad():
-            return torch.cat([self.generator(chunk)[:, 0] for chunk in mel.split(step)])
-
-
-def benchmark_vocoder(
-    vocoder: HiFiGANVocoder,
-    batch_sizes: tuple[int, ...] = (1, 16, 64),
-    frames: int = 344,
-    device: str | torch.device | None = None,
-    repeats: int = 3,
-    warmup: int = 1,
-) -> list[dict[str, Any]]:
-    """Clips per second at each batch size (random mels, after `warmup` untimed calls)."""
-    vocoder.to(device if device is not None else vocoder.device)
-    rows = []
-    for batch in batch_sizes:
-        mel = torch.randn(batch, vocoder.num_mels, frames, generator=torch.Generator().manual_seed(0)) - 5.0
-        for _ in range(warmup):
-            vocoder(mel)
-        _synchronize(vocoder.device)
-        start = time.perf_counter()
-        for _ in range(repeats):
-            vocoder(mel)
-        _synchronize(vocoder.device)
-        seconds = (time.perf_counter() - start) / repeats
-        audio_seconds = batch * frames * vocoder.hop_length / vocoder.sample_rate
-        rows.append({
-            "device": str(vocoder.device), "batch_size": batch, "frames": frames,
-            "seconds_per_batch": seconds, "clips_per_second": batch / seconds,
-            "realtime_factor": audio_seconds / seconds,
-        })
-    return rows
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)

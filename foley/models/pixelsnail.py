@@ -6,8 +6,9 @@ vocabulary given the codes at earlier positions and the clip's class label:
 - two causal input stacks over the one-hot codes: ``horizontal`` sees the rows above, ``vertical``
   the positions to the left in the current and upper rows; their sum enters the first block;
 - ``n_block`` pixel blocks: gated residual blocks with causal convolutions (the label's learned
-  conditioning map, of ``label_channels`` channels (the baseline: 1), added in each), then causal multi-head attention over all earlier positions
-  with the coordinate ``background`` as extra input (or, without attention, a 1x1 convolution);
+  conditioning map, of ``label_channels`` channels (the baseline: 1), added in each), then causal
+  multi-head attention over all earlier positions with the coordinate ``background`` as extra input
+  (or, without attention, a 1x1 convolution);
 - ELU and a 1x1 convolution to vocabulary logits.
 
 Classifier-free guidance: a prior built with ``label_dropout`` > 0 has one more label, the learned
@@ -232,13 +233,12 @@ class PixelSNAIL(nn.Module):
         label_channels: int = 1,
     ) -> None:
         super().__init__()
-        self._model_args = dict(
+        _check_sizes(dict(
             map_shape=tuple(map_shape), vocab_size=vocab_size, n_classes=n_classes, channel=channel,
             kernel_size=kernel_size, n_block=n_block, n_res_block=n_res_block, res_channel=res_channel,
             attention=attention, n_head=n_head, dropout=dropout, label_hidden=label_hidden,
             label_dropout=label_dropout, label_channels=label_channels,
-        )
-        _check_sizes(self._model_args)
+        ))
         self.map_shape = tuple(map_shape)
         self.vocab_size = vocab_size
         self.n_classes = n_classes
@@ -253,10 +253,6 @@ class PixelSNAIL(nn.Module):
         )
         self.embedNet = LabelEmbedding(self.n_labels, label_hidden, self.map_shape, label_channels)  # baseline's name
         self.out = nn.Sequential(nn.ELU(), WNConv2d(channel, vocab_size))
-
-    def model_args(self) -> dict:
-        """The constructor's arguments, plain types: ``PixelSNAIL(**model.model_args())`` rebuilds it."""
-        return dict(self._model_args)
 
     @property
     def null_label(self) -> int | None:

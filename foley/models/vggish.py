@@ -22,13 +22,15 @@ import torch
 import torch.nn as nn
 
 from foley.models import vggish_input
-from foley.models.vggish_weights import WEIGHTS_FILE, missing_weights_message
+from foley.registry import EMBEDDERS
 from foley.util.errors import CheckpointError, FoleyError
 
 CONV_CHANNELS = ((64,), (128,), (256, 256), (512, 512))  # convolutions per block, each block then max-pooled
 HIDDEN = 4096
 EMBEDDING_SIZE = 128
 IGNORED_PREFIXES = ("pproc.",)  # torchvggish's PCA post-processor, which FAD does not use
+WEIGHTS_FILE = EMBEDDERS.entry("vggish").weights.file  # torchvggish's release, named in the registry
+RANDOM_WEIGHTS_ID = "random-weights"
 
 
 def _conv_stack() -> nn.Sequential:
@@ -83,9 +85,7 @@ def check_state_dict(state: dict[str, torch.Tensor], source: str) -> None:
 
 def load_vggish(path: str | Path, device: torch.device | str = "cpu") -> VGGish:
     """The network with the weights at path (a torchvggish state dict), in eval mode on device."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(missing_weights_message(path))
+    path = EMBEDDERS.entry("vggish").weights.check("vggish", path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError) as err:
@@ -117,16 +117,26 @@ class VGGishEmbedder:
 
     sample_rate = vggish_input.SAMPLE_RATE
     dim = EMBEDDING_SIZE
+    window = vggish_input.EXAMPLE_SAMPLES  # one 0.96 s example
+    hop = vggish_input.EXAMPLE_HOP_SAMPLES
 
     def __init__(self, model: VGGish, weights_id: str) -> None:
         self.model = model
         self.name = f"vggish-{weights_id}"
 
     @classmethod
-    def from_file(cls, path: str | Path, device: torch.device | str = "cpu") -> VGGishEmbedder:
+    def load(cls, weights: str | Path, device: torch.device | str = "cpu") -> VGGishEmbedder:
         """Load the weights and name the embedder by the first 12 hex digits of their SHA-256."""
-        model = load_vggish(path, device)
-        return cls(model, file_digest(Path(path))[:12])
+        model = load_vggish(weights, device)
+        return cls(model, file_digest(Path(weights))[:12])
+
+    @classmethod
+    def random(cls, device: torch.device | str = "cpu", seed: int = 0) -> VGGishEmbedder:
+        """Randomly initialised weights: the right speed, meaningless embeddings (benchmarks only)."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = VGGish().eval().requires_grad_(False).to(device)
+        return cls(model, RANDOM_WEIGHTS_ID)
 
     def description(self) -> str:
         return f"{self.name} (VGGish, 128-d pre-ReLU embedding without PCA; weights named by their SHA-256)"

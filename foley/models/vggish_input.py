@@ -56,10 +56,6 @@ def _constants(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     return window, torch.from_numpy(mel_weights()).to(device)
 
 
-def num_frames(num_samples: int) -> int:
-    return max(0, (num_samples - FRAME_SAMPLES) // HOP_SAMPLES + 1)
-
-
 def log_mel(waveforms: torch.Tensor) -> torch.Tensor:
     """Log-mel of waveforms (B, T) at 16 kHz -> (B, frames, NUM_BANDS) float64, on their device."""
     if waveforms.shape[-1] < FRAME_SAMPLES:

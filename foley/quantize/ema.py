@@ -18,20 +18,17 @@ the sum over levels of mean((q_l - r_l)^2) with the codes held fixed. One level 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from foley.quantize.base import QuantizedResult
 from foley.util import distributed
 
-
-@dataclass
-class QuantizedResult:
-    quantized: torch.Tensor  # (B, D, H, W) straight-through sum of the chosen vectors
-    codes: torch.Tensor  # (B, L, H, W) code index per level
-    commitment: torch.Tensor  # scalar: sum over levels of mean((q_l.detach() - r_l) ** 2)
+if TYPE_CHECKING:
+    from foley.config import QuantizerConfig
 
 
 class EMACodebook(nn.Module):
@@ -93,6 +90,16 @@ class ResidualQuantizer(nn.Module):
         self.levels = nn.ModuleList(
             EMACodebook(dim, size, decay, init=init, dead_code_threshold=dead_code_threshold) for _ in range(levels)
         )
+
+    @classmethod
+    def from_config(cls, dim: int, section: QuantizerConfig) -> ResidualQuantizer:
+        """VQ (one level) or RVQ from `autoencoder.quantizer` (types vq and rvq)."""
+        return cls(dim, section.levels, section.codebook_size, section.decay, init=section.init,
+                   dead_code_threshold=section.dead_code_threshold)
+
+    @property
+    def level_count(self) -> int:
+        return len(self.levels)
 
     def forward(self, z: torch.Tensor, levels: int | None = None) -> QuantizedResult:
         """Quantise z (B, D, H, W) with the first `levels` levels (all by default), in float32."""

@@ -13,7 +13,6 @@ label, both halves fed the same chosen codes; the guided logits are the referenc
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 
 import torch
@@ -22,6 +21,7 @@ from tqdm import tqdm
 from foley.models.incremental_pixelsnail import IncrementalPixelSNAIL
 from foley.models.pixelsnail import PixelSNAIL
 from foley.sample.reference import check_guidance, choose_codes, clip_uniforms, guided_logits
+from foley.util.device import amp_enabled, autocast
 
 
 class FastSampler:
@@ -29,9 +29,9 @@ class FastSampler:
 
     def __init__(self, prior: PixelSNAIL, amp: bool = False) -> None:
         self.prior = prior
-        self.amp = amp
         self.device = prior.background.device
-        self.model = IncrementalPixelSNAIL(prior, torch.bfloat16 if amp else None)
+        self.amp = amp_enabled(self.device, amp)
+        self.model = IncrementalPixelSNAIL(prior, torch.bfloat16 if self.amp else None)
 
     @torch.no_grad()
     def __call__(
@@ -67,7 +67,7 @@ class FastSampler:
         uniforms = clip_uniforms(seeds, self.model.positions).to(self.device)
         guided = guidance != 1
         batch = len(labels)
-        with self._autocast():
+        with autocast(self.device, self.amp):
             self.model.begin(torch.cat([labels, self.prior.null_labels(batch)]) if guided else labels)
             for position in range(self.model.positions):
                 logits = self.model.next_logits()
@@ -77,28 +77,3 @@ class FastSampler:
                 self.model.place(torch.cat([codes, codes]) if guided else codes)
                 bar.update()
         return self.model.codes()[:batch]
-
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
-
-
-def sample_fast(
-    prior: PixelSNAIL,
-    labels: torch.Tensor,
-    seeds: Sequence[int],
-    temperature: float = 1.0,
-    top_k: int = 0,
-    progress: bool = False,
-    *,
-    amp: bool = False,
-    batch_size: int | None = None,
-    guidance: float = 1.0,
-) -> torch.Tensor:
-    """Sample (B, H, W) code maps; the same maps as ``sample_reference`` for the same seeds (float32).
-
-    ``amp``: bf16 autocast on the prior's device. ``batch_size``: clips sampled together (memory
-    grows linearly with it; see ``IncrementalPixelSNAIL.state_bytes``); None samples all at once.
-    ``guidance``: classifier-free guidance scale (1: none; else the prior needs a null label).
-    To sample several batches with one model, build a ``FastSampler`` once and call it.
-    """
-    return FastSampler(prior, amp)(labels, seeds, temperature, top_k, progress, batch_size, guidance)

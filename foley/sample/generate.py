@@ -20,7 +20,7 @@ from foley.models.autoencoder import Autoencoder
 from foley.quantize.stacking import unstack_levels
 from foley.sample.fast import FastSampler
 from foley.sample.reference import clip_seed
-from foley.vocoders.build import Vocoder
+from foley.vocoders.base import Vocoder
 
 
 @dataclass
@@ -44,14 +44,16 @@ def generate(
     progress: bool = True,
     amp: bool = False,
 ) -> Generated:
-    """Generate clip indices[i] of class class_ids[i] for every i, in batches of settings.batch_size.
+    """Generate clip indices[i] of class class_ids[i] for every i, sampling codes in batches of
+    settings.batch_size and decoding and vocoding clip by clip (a clip's audio then does not depend on
+    which clips share its batch: batched convolutions round differently).
 
     ``amp``: sample the prior under bf16 autocast when it is on a GPU (ignored on the CPU).
     """
     device = next(prior.parameters()).device
     prior.eval()
     autoencoder.eval()
-    sampler = FastSampler(prior, amp=amp and device.type == "cuda")
+    sampler = FastSampler(prior, amp=amp)
     codes, mels, audio = [], [], []
     starts = range(0, len(class_ids), settings.batch_size)
     for first in tqdm(starts, desc="generating", disable=not progress, leave=False):
@@ -60,9 +62,9 @@ def generate(
         seeds = [clip_seed(seed, c, i) for c, i in zip(batch_classes, batch_indices)]
         labels = torch.tensor(batch_classes, dtype=torch.long, device=device)
         maps = sampler(labels, seeds, settings.temperature, settings.top_k, guidance=settings.guidance)
-        mel = autoencoder.decode_codes(unstack_levels(maps, autoencoder.levels, stack))
-        wave = vocoder(mel)
         codes.append(maps.cpu().numpy())
-        mels.append(mel.float().cpu().numpy())
-        audio += [fit_length(w, num_samples)[0] for w in wave.float().cpu().numpy()]
+        for one_map in maps.split(1):  # one clip at a time: float rounding must not depend on the batch
+            mel = autoencoder.decode_codes(unstack_levels(one_map, autoencoder.levels, stack))
+            mels.append(mel.float().cpu().numpy())
+            audio.append(fit_length(vocoder(mel)[0].float().cpu().numpy(), num_samples)[0])
     return Generated(codes=np.concatenate(codes), mels=np.concatenate(mels), audio=np.stack(audio))

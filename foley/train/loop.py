@@ -125,7 +125,8 @@ def fit(task: Task | CheckpointingTask, dataset: Dataset, plan: LoopPlan,
             summary = {key: value / max(1, len(batches)) for key, value in sums.items()}
             summary.update(task.end_epoch(loop.epoch))
             loop = dataclasses.replace(loop, epoch=loop.epoch + 1, batch_in_epoch=0, summary=summary)
-            distributed.on_main(lambda: _append_metrics(plan.metrics_path, {"epoch": loop.epoch, "step": loop.step, **summary}))
+            row = {"epoch": loop.epoch, "step": loop.step, **summary}
+            distributed.on_main(lambda row=row: _append_metrics(plan.metrics_path, row))
             log.info("%s epoch %d/%d: %s", plan.name, loop.epoch, plan.train.epochs, _format(summary))
             _save(task, plan, loop)
             stop = stop or agreed_signal(distributed.summed_floats(requests.counts()))

@@ -19,6 +19,7 @@ from foley.models.pixelsnail import loss_and_accuracy
 from foley.quantize.ema import usage_from_counts
 from foley.train.batches import BatchShare, share_of
 from foley.util import distributed
+from foley.util.device import autocast
 
 
 class AdamTask:
@@ -31,7 +32,7 @@ class AdamTask:
         self.network = distributed.wrap(model, device)
         self.optimizer = torch.optim.Adam(model.parameters(), lr=lr)
         self.scheduler = None if lr_factor is None else torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_factor)
-        self.autocast = amp and device.type == "cuda"
+        self.amp = amp
 
     def losses(self, batch: tuple[torch.Tensor, ...], network: nn.Module) -> dict[str, torch.Tensor]:
         raise TypeError(f"{type(self).__name__} must define losses()")
@@ -39,7 +40,7 @@ class AdamTask:
     def train_step(self, batch: tuple[torch.Tensor, ...], share: BatchShare) -> dict[str, float]:
         self.network.train()
         batch = tuple(t.to(self.device, non_blocking=True) for t in batch)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+        with autocast(self.device, self.amp):
             losses = self.losses(batch, self.network)
         self.optimizer.zero_grad(set_to_none=True)
         (losses["loss"] * share.gradient_scale).backward()
@@ -60,7 +61,7 @@ class AdamTask:
         totals: dict[str, float] = {}
         for first in range(share.first, end, batch_size):
             batch = tuple(t[first : min(first + batch_size, end)].to(self.device) for t in tensors)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            with autocast(self.device, self.amp):
                 losses = self.losses(batch, self.model)
             for key, value in losses.items():
                 totals[key] = totals.get(key, 0.0) + float(value) * batch[0].shape[0]

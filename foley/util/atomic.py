@@ -6,9 +6,10 @@ concurrent writers of the same content (two runs filling one cache) each rename 
 
 from __future__ import annotations
 
+import csv
 import io
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -50,3 +51,11 @@ def save_npy_atomic(path: str | Path, array: np.ndarray) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as handle:
             np.save(handle, array, allow_pickle=False)
+
+
+def write_csv(path: str | Path, fields: Sequence[str], rows: Sequence[dict]) -> None:
+    """A CSV with a header row, atomically."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(fields))
+        writer.writeheader()
+        writer.writerows(rows)

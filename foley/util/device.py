@@ -1,4 +1,4 @@
-"""Choosing the device once, and the autocast switch."""
+"""Choosing the device once, the mixed-precision switch, and waiting for a device to finish."""
 
 from __future__ import annotations
 
@@ -22,6 +22,17 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA when enabled; a no-op elsewhere."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
+def amp_enabled(device: torch.device, requested: bool) -> bool:
+    """Whether mixed precision (bf16 autocast) is used: when requested (config `amp`), on CUDA only."""
+    return requested and device.type == "cuda"
+
+
+def autocast(device: torch.device, requested: bool) -> contextlib.AbstractContextManager:
+    """bf16 autocast where amp_enabled says so; a no-op elsewhere."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp_enabled(device, requested))
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (timings); nothing to wait for on the CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

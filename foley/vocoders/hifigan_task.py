@@ -28,7 +28,7 @@ from foley.train.batches import BatchShare, share_of
 from foley.train.loop import LoopState
 from foley.util import distributed
 from foley.util.errors import AudioError
-from foley.vocoders.build import DCASE_HIFIGAN, MEL_KEYS, check_mel_settings
+from foley.vocoders.hifigan import DCASE_HIFIGAN, MEL_KEYS, check_mel_settings
 from foley.vocoders.hifigan_training import (
     HiFiGANModels,
     build_optimizers,

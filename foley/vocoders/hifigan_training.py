@@ -13,7 +13,6 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,13 +27,12 @@ from foley.util.atomic import write_text_atomic
 from foley.util.checkpoint import read_torch_file, save_checkpoint
 from foley.util.distributed import unwrap
 from foley.util.errors import CheckpointError
+from foley.vocoders.hifigan_files import CONFIG_NAME, checkpoint_paths, complete_checkpoint_steps
 
 MEL_LOSS_WEIGHT = 45.0
 FEATURE_LOSS_WEIGHT = 2.0
 PEAK_LEVEL = 0.95  # the official loader scales each clip to this peak
 DISCRIMINATOR_KEYS = ("mpd", "msd", "optim_g", "optim_d", "steps", "epoch")
-CHECKPOINT_NAME = re.compile(r"^(g|do)_(\d{8})$")
-CONFIG_NAME = "config.json"  # the official train.py keeps a copy of its config beside the checkpoints
 log = logging.getLogger(__name__)
 
 
@@ -208,10 +206,6 @@ class TrainingProgress:
         return self.steps + 1
 
 
-def checkpoint_paths(directory: str | Path, steps: int) -> tuple[Path, Path]:
-    return Path(directory) / f"g_{steps:08d}", Path(directory) / f"do_{steps:08d}"
-
-
 def save_training_checkpoint(
     directory: str | Path, steps: int, epoch: int, models: HiFiGANModels, optimizers: HiFiGANOptimizers,
     extra: dict | None = None,
@@ -247,25 +241,6 @@ def prune_checkpoints(directory: str | Path, keep: int) -> list[int]:
         for path in checkpoint_paths(directory, old):
             path.unlink(missing_ok=True)
     return doomed
-
-
-def latest_checkpoint_steps(directory: str | Path) -> int | None:
-    """The highest step with both g_ and do_ files in `directory`, or None."""
-    steps = complete_checkpoint_steps(directory)
-    return steps[-1] if steps else None
-
-
-def complete_checkpoint_steps(directory: str | Path) -> list[int]:
-    """The steps with both a g_ and a do_ file in `directory`, ascending."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        return []
-    found: dict[str, set[int]] = {"g": set(), "do": set()}
-    for path in directory.iterdir():
-        match = CHECKPOINT_NAME.match(path.name)
-        if match:
-            found[match.group(1)].add(int(match.group(2)))
-    return sorted(found["g"] & found["do"])
 
 
 def load_training_checkpoint(
@@ -313,7 +288,8 @@ def _restore_pair(directory: str | Path, steps: int, generator_state: dict, stat
         try:
             getattr(optimizers, name).load_state_dict(state[name])
         except (ValueError, KeyError) as err:
-            raise CheckpointError(f"'{name}' in '{checkpoint_paths(directory, steps)[1]}' does not fit the models ({err})") from None
+            where = checkpoint_paths(directory, steps)[1]
+            raise CheckpointError(f"'{name}' in '{where}' does not fit the models ({err})") from None
     _rebuild_schedulers(optimizers, models.config, state["epoch"])
     extra = {key: value for key, value in state.items() if key not in DISCRIMINATOR_KEYS}
     return TrainingProgress(steps=int(state["steps"]), epoch=int(state["epoch"]), extra=extra)

@@ -1,6 +1,7 @@
 """`foley bench sample|vocoder|fad`: speed on the current device, one sub-command per component.
 
-The work happens in foley.stages.commands.bench_sample (sampler), foley.stages.commands.vocoding (vocoder) and the embedders.
+The work happens in foley.stages.commands.bench_sample (sampler), foley.stages.commands.vocoding
+(vocoder) and the embedders.
 
 Arguments are checked before torch and the models are imported, so a bad flag fails at once.
 """
@@ -11,23 +12,28 @@ import argparse
 import json
 import os
 
-from foley.config import EMBEDDERS, FAD_PROTOCOLS
-from foley.stages.commands.evaluation import add_weights_argument, check_weights
+from foley.registry import EMBEDDERS, PROTOCOLS
+from foley.stages.commands.bench_sizes import DCASE_MAP as DCASE_MAP_SHAPE
+from foley.stages.commands.bench_sizes import PRIOR_SIZES
+from foley.stages.commands.evaluation import add_weights_arguments, weights_from
 from foley.util.errors import RunError
 
-BENCH_SIZES = ("small", "baseline")  # foley.stages.commands.bench_sample.PRIOR_SIZES, named here so argument errors stay instant
-DCASE_MAP = "20x86"
+DCASE_MAP = "x".join(map(str, DCASE_MAP_SHAPE))
 CLIP_SECONDS = 4  # bench fad reports clips per second for DCASE's 4 s clips
 
 
 def add_bench_sample(benches: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     sample = benches.add_parser("sample", parents=[common], help="reference vs fast prior sampler: seconds per clip")
-    sample.add_argument("--size", choices=BENCH_SIZES, default="small", help="prior size (default small; baseline: the DCASE prior)")
+    sample.add_argument("--size", choices=tuple(PRIOR_SIZES), default="small",
+                        help="prior size (default small; baseline: the DCASE prior)")
     sample.add_argument("--batch", type=int, default=16, help="clips sampled together (default 16)")
     sample.add_argument("--map", default=DCASE_MAP, help="prior map HEIGHTxWIDTH (default 20x86; the RVQ map is 40x43)")
-    sample.add_argument("--reference-rows", type=int, default=3, help="time the reference on this many rows and extrapolate (default 3); 0 times the whole run")
-    sample.add_argument("--dcase-set", choices=("auto", "on", "off"), default="auto", help="also time 100 clips x 7 classes, prior + decode + vocode (auto: on a GPU with the 20x86 map)")
-    sample.add_argument("--dcase-batch", type=int, default=700, help="prior batch for the DCASE set (default 700: all clips at once)")
+    sample.add_argument("--reference-rows", type=int, default=3,
+                        help="time the reference on this many rows and extrapolate (default 3); 0 times the whole run")
+    sample.add_argument("--dcase-set", choices=("auto", "on", "off"), default="auto",
+                        help="also time 100 clips x 7 classes, prior + decode + vocode (auto: on a GPU with the 20x86 map)")
+    sample.add_argument("--dcase-batch", type=int, default=700,
+                        help="prior batch for the DCASE set (default 700: all clips at once)")
     sample.add_argument("--device", help="auto, cpu, cuda or cuda:N (default auto)")
     sample.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     sample.add_argument("--amp", action="store_true", help="run the fast sampler under bf16 autocast")
@@ -85,9 +91,9 @@ def add_bench_commands(commands: argparse._SubParsersAction, common: argparse.Ar
 
 def add_bench_fad(benches: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     bench = benches.add_parser("fad", parents=[common], help="FAD embedder speed: embeddings per second")
-    bench.add_argument("--embedder", choices=EMBEDDERS, default="vggish", help="default vggish")
-    add_weights_argument(bench, " (default: random weights, which time the same network)")
-    bench.add_argument("--protocol", choices=FAD_PROTOCOLS, default="dcase2023", help="window length (default dcase2023)")
+    bench.add_argument("--embedder", choices=EMBEDDERS.names(), default="vggish", help="default vggish")
+    add_weights_arguments(bench, " (default: random weights, which time the same network)")
+    bench.add_argument("--protocol", choices=PROTOCOLS.names(), default="dcase2023", help="window length (default dcase2023)")
     bench.add_argument("--batch-sizes", default="1,16,64", help="comma-separated windows per call (default 1,16,64)")
     bench.add_argument("--repeats", type=int, default=3, help="timed calls per batch size (default 3)")
     bench.add_argument("--device", help="auto, cpu, cuda or cuda:N (default auto)")
@@ -96,22 +102,28 @@ def add_bench_fad(benches: argparse._SubParsersAction, common: argparse.Argument
 
 def cmd_bench_fad(args: argparse.Namespace) -> int:
     sizes = _batch_sizes(args)
-    if args.embedder == "vggish":
-        check_weights(args.vggish_weights, required=False)
+    given = weights_from(args).get(args.embedder)
+    entry = EMBEDDERS.entry(args.embedder)
+    if given is not None:
+        entry.weights.check(args.embedder, given)
     import numpy as np
     import torch
 
-    from foley.evaluate.embedders import build_embedder, random_vggish
+    from foley.evaluate.embedders import build_embedder, random_embedder
     from foley.evaluate.embedding import benchmark_embedder
     from foley.evaluate.protocols import clip_windows, get_protocol
     from foley.util.device import resolve_device
 
     device = resolve_device(args.device or "auto")
     protocol = get_protocol(args.protocol)
-    random_weights = args.embedder == "vggish" and args.vggish_weights is None
-    embedder = random_vggish(device) if random_weights else build_embedder(args.embedder, args.vggish_weights, device)
-    clip_rate = 22050 if not protocol.resample else protocol.sample_rate
-    per_clip = clip_windows(np.ones(CLIP_SECONDS * clip_rate), protocol).shape[0]
+    random_weights = entry.weights is not None and given is None
+    if random_weights:
+        embedder = random_embedder(args.embedder, device)
+    else:
+        embedder = build_embedder(args.embedder, weights_from(args), device)
+    framing = protocol.framing(embedder)
+    clip_rate = 22050 if not framing.resample else framing.sample_rate
+    per_clip = clip_windows(np.ones(CLIP_SECONDS * clip_rate), framing).shape[0]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"embedder {embedder.name}{' (random weights: speed only, embeddings meaningless)' if random_weights else ''}, "
           f"protocol {protocol.name} ({per_clip} embeddings per {CLIP_SECONDS} s clip), device {device}, "

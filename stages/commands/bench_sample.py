@@ -27,21 +27,14 @@ from foley.models.autoencoder import Autoencoder
 from foley.models.builders import build_autoencoder
 from foley.models.pixelsnail import PixelSNAIL
 from foley.sample.fast import FastSampler
-from foley.sample.generate import generate
+from foley.sample.generate import Generated, generate
 from foley.sample.reference import clip_seed, clip_uniforms, reference_step, sample_reference
+from foley.stages.commands.bench_sizes import DCASE_MAP, N_CLASSES, PRIOR_SIZES, VOCAB_SIZE
 from foley.stages.commands.vocoding import dcase_vocoder
+from foley.util.device import synchronize
 from foley.util.shapes import mel_frames
-from foley.vocoders.build import Vocoder
+from foley.vocoders.base import Vocoder
 
-PRIOR_SIZES = {
-    "small": dict(channel=64, kernel_size=5, n_block=2, n_res_block=2, res_channel=64, attention=True,
-                  n_head=4, dropout=0.1, label_hidden=64),
-    "baseline": dict(channel=256, kernel_size=5, n_block=4, n_res_block=4, res_channel=256, attention=True,
-                     n_head=8, dropout=0.1, label_hidden=2048),
-}
-VOCAB_SIZE = 512
-N_CLASSES = 7
-DCASE_MAP = (20, 86)
 DEFAULT_REFERENCE_ROWS = 3
 MIB = 2**20
 DCASE_VOCODER_BATCH = 100  # mels per HiFi-GAN call in the DCASE-set timing (bounds its memory)
@@ -196,22 +189,23 @@ def time_dcase_set(prior: PixelSNAIL, batch: int, amp: bool, progress: bool) -> 
     vocoder = dcase_vocoder().to(device)
     vocoder.batch_size = DCASE_VOCODER_BATCH
     per_class = config.sample.per_class
-    seconds = time_generation(prior, autoencoder, vocoder, config.class_count, per_class, batch, amp,
-                              config.audio.clip_samples, progress)
-    clips = per_class * config.class_count
+    generated, seconds = time_generation(prior, autoencoder, vocoder, config.class_count, per_class, batch, amp,
+                                         config.audio.clip_samples, progress)
+    clips = len(generated.audio)
     return {"clips": clips, "seconds": seconds, "s_per_clip": seconds / clips, "batch": batch,
             "vocoder": vocoder.name, "stages": "prior + decode + vocode"}
 
 
 def time_generation(prior: PixelSNAIL, autoencoder: Autoencoder, vocoder: Vocoder, n_classes: int,
-                    per_class: int, batch: int, amp: bool, num_samples: int, progress: bool = False) -> float:
-    """Seconds to generate ``per_class`` clips of each class (prior, decoder, vocoder; ``batch`` at a time)."""
+                    per_class: int, batch: int, amp: bool, num_samples: int,
+                    progress: bool = False) -> tuple[Generated, float]:
+    """``per_class`` clips of each class (prior, decoder, vocoder; ``batch`` at a time) and the seconds taken."""
     class_ids = [c for c in range(n_classes) for _ in range(per_class)]
     indices = [i for _ in range(n_classes) for i in range(per_class)]
     settings = SampleConfig(per_class=per_class, temperature=1.0, top_k=0, batch_size=batch, guidance=1.0)
     run = partial(generate, prior, autoencoder, vocoder, class_ids, indices, 0, settings, "freq", num_samples,
                   progress=progress, amp=amp)
-    return _timed(run, prior.background.device)[1]
+    return _timed(run, prior.background.device)
 
 
 def format_sample_bench(result: SampleBench) -> str:
@@ -246,13 +240,9 @@ def format_sample_bench(result: SampleBench) -> str:
 
 
 def _timed(fn: Callable[[], Any], device: torch.device) -> tuple[Any, float]:
-    _synchronize(device)
+    synchronize(device)
     start = time.perf_counter()
     result = fn()
-    _synchronize(device)
+    synchronize(device)
     return result, time.perf_counter() - start
 
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)

@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from foley.config import builtin_config_names, load_config, load_run_config
+from foley.config import builtin_config_names, load_config, run_config
 from foley.stages import STAGE_NAMES
 from foley.stages.commands.bench import add_bench_commands
 from foley.stages.commands.evaluation import add_eval_commands
@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    run = commands.add_parser("run", parents=[common], help="run the pipeline (default: the quick CPU demo on the built-in synthetic set)")
+    run = commands.add_parser("run", parents=[common],
+                              help="run the pipeline (default: the quick CPU demo on the built-in synthetic set)")
     run.add_argument("--config", default=None, help=f"built-in config ({', '.join(sorted(builtin_config_names()))}) or YAML path")
     run.add_argument("--data", help="DCASE development-layout folder (sets data.root)")
     run.add_argument("--reference", help="evaluation-layout folder of real clips for FAD (sets data.reference)")
@@ -64,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("run_dir", type=Path)
     gen.add_argument("--class", dest="class_name", required=True, help="class name (either layout) or id")
     gen.add_argument("-n", type=int, default=10, help="number of clips (default 10)")
-    gen.add_argument("--seed", type=int, help="seed (default: the run's; clip i then has the codes of the run's sample i)")
+    gen.add_argument("--seed", type=int, help="seed (default: the run's; clip i then equals the run's sample i)")
     gen.add_argument("--out", type=Path, help="output folder (default: RUN_DIR/generated)")
     gen.add_argument("--guidance", type=float,
                      help="classifier-free guidance scale (default: the run's sample.guidance; 1 = none; "
@@ -88,12 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the pipeline; under torchrun every process runs this (see foley.stages.commands.launch)."""
-    overrides = list(args.overrides)
-    for key, value in (("data.root", args.data), ("data.reference", args.reference), ("device", args.device)):
-        if value is not None:
-            overrides.append(f"{key}={value}")
-    config = load_config(args.config, overrides)
-    seeds = _seeds(args.seeds, overrides)
+    config = run_config(args.config, data=args.data, reference=args.reference, device=args.device,
+                        overrides=args.overrides)
+    seeds = _seeds(args.seeds, args.overrides)
     stages = tuple(s.strip() for s in args.stages.split(",")) if args.stages else STAGE_NAMES
     import torch
 
@@ -111,7 +109,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         if seeds is None:
             return _run_here(args, config, stages, device, resume, Path(args.out or Path("outputs") / config.name))
-        return _run_seeds(args, overrides, seeds, stages, device, resume)
+        return _run_seeds(args, config.name, seeds, stages, device, resume)
     finally:
         distributed.stop()
 
@@ -119,29 +117,29 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _seeds(text: str | None, overrides: list[str]) -> list[int] | None:
     if text is None:
         return None
-    from foley.stages.commands.seeds import parse_seeds
+    from foley.stages.seeds import parse_seeds
 
     if any(o.split("=", 1)[0].strip() == "seed" for o in overrides):
         raise RunError("give the seeds with --seeds alone, not also with --set seed=...")
     return parse_seeds(text)
 
 
-def _run_seeds(args: argparse.Namespace, overrides: list[str], seeds: list[int], stages: tuple[str, ...], device,
+def _run_seeds(args: argparse.Namespace, name: str, seeds: list[int], stages: tuple[str, ...], device,
                resume: str) -> int:
     """One run per seed in GROUP/seed<N>, sharing GROUP/cache; then the group's summary (rank 0 writes)."""
-    from foley.stages.commands.seeds import seed_run_dir, write_group_file, write_summary
+    from foley.stages.seeds import group_finished, seed_run_dir, write_group_file, write_summary
     from foley.util import distributed
 
-    name = load_config(args.config, overrides).name
     group = Path(args.out or Path("outputs") / f"{name}-seeds")
     distributed.on_main(lambda: (group.mkdir(parents=True, exist_ok=True),
                                  write_group_file(group, name, seeds, resume)))
     for seed in seeds:
-        config = load_config(args.config, [*overrides, f"seed={seed}"])
+        config = run_config(args.config, data=args.data, reference=args.reference, device=args.device,
+                            overrides=[*args.overrides, f"seed={seed}"])
         code = _run_here(args, config, stages, device, resume, seed_run_dir(group, seed), group / "cache")
         if code:
             return code
-    if all((seed_run_dir(group, seed) / "evaluate" / "fad_matrix.csv").is_file() for seed in seeds):
+    if group_finished(group):
         for path in distributed.on_main(lambda: write_summary(group)) or []:
             log.info("summary of %d seeds: %s", len(seeds), path)
     return 0
@@ -181,25 +179,18 @@ def _run_here(args: argparse.Namespace, config, stages: tuple[str, ...], device,
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    guidance = [] if args.guidance is None else [f"sample.guidance={args.guidance}"]
-    config = load_run_config(args.run_dir, guidance)
+    from foley.stages.api import load_run, refuse_existing
+
+    run = load_run(args.run_dir)
     if args.n < 1:
         raise RunError("-n must be at least 1")
-    class_id = _class_id(config, args.class_name)
-    name = config.data.eval_class_names[class_id]
+    name = run.config.data.eval_class_names[run.class_id(args.class_name)]
     folder = (args.out or args.run_dir / "generated") / name
-    existing = [folder / f"{i + 1:04d}.wav" for i in range(args.n) if (folder / f"{i + 1:04d}.wav").exists()]
-    if existing and not args.force:
-        raise RunError(f"{existing[0]} already exists ({len(existing)} clips would be replaced); use another --out or --force")
-    from foley.stages.sample import generate_for, load_generator, write_clips
-    from foley.util.device import resolve_device
-
-    device = resolve_device(args.device or config.device)
-    generator = load_generator(config, args.run_dir, device)
-    seed = config.seed if args.seed is None else args.seed
-    result = generate_for(config, generator, [class_id] * args.n, list(range(args.n)), seed, progress=not args.quiet)
-    paths = write_clips(folder, list(range(args.n)), result.audio, config.audio.sample_rate)
-    log.info("wrote %d clips of %s to %s (seed %d, guidance %g)", len(paths), name, folder, seed, config.sample.guidance)
+    refuse_existing(folder, args.n, args.force)  # before the minutes of sampling
+    clips = run.generate(name, args.n, seed=args.seed, device=args.device, progress=not args.quiet,
+                         guidance=args.guidance)
+    paths = clips.write(folder, force=True)
+    log.info("wrote %d clips of %s to %s (seed %d, guidance %g)", len(paths), name, folder, clips.seed, clips.guidance)
     return 0
 
 
@@ -217,15 +208,6 @@ def cmd_synth_data(args: argparse.Namespace) -> int:
     log.info("development layout: %s\nevaluation layout:  %s", result.dev_dir, result.eval_dir)
     log.info("train on it with: foley run --data %s --reference %s", result.dev_dir, result.eval_dir)
     return 0
-
-
-def _class_id(config, name: str) -> int:
-    for names in (config.data.eval_class_names, config.data.class_names):
-        if name in names:
-            return names.index(name)
-    if name.isdigit() and int(name) < config.class_count:
-        return int(name)
-    raise RunError(f"unknown class '{name}'; classes: {', '.join(config.data.eval_class_names)} (or 0-{config.class_count - 1})")
 
 
 def _setup_logging(quiet: bool, level: int | None = None) -> None:

@@ -9,9 +9,9 @@ import argparse
 import logging
 from pathlib import Path
 
-from foley.config import EMBEDDERS, FAD_PROTOCOLS, load_config
-from foley.models.vggish_weights import WEIGHTS_FILE, missing_weights_message
-from foley.util.errors import CheckpointError, DataError, RunError
+from foley.config import load_config
+from foley.registry import EMBEDDERS, PROTOCOLS
+from foley.util.errors import DataError, RunError
 
 log = logging.getLogger("foley")
 
@@ -20,10 +20,13 @@ def add_eval_commands(commands: argparse._SubParsersAction, common: argparse.Arg
     fad = commands.add_parser("fad", parents=[common], help="per-class FAD of a folder of clips against a reference")
     fad.add_argument("generated_dir", type=Path, help="folder of <class>/*.wav")
     fad.add_argument("--reference", type=Path, required=True,
-                     help="folder of <class>/*.wav, statistics .npz, or folder of <class>/gt_embedding.pkl (the official evaluator's data/eval)")
-    fad.add_argument("--protocol", choices=FAD_PROTOCOLS, required=True, help="dcase2023 (the official evaluator) or standard (16 kHz, 0.96 s)")
-    fad.add_argument("--embedder", choices=EMBEDDERS, required=True, help="vggish (needs --vggish-weights) or builtin (weight-free; not comparable with VGGish numbers)")
-    add_weights_argument(fad)
+                     help="folder of <class>/*.wav, statistics .npz, or folder of <class>/gt_embedding.pkl "
+                          "(the official evaluator's data/eval)")
+    fad.add_argument("--protocol", choices=PROTOCOLS.names(), required=True,
+                     help="dcase2023 (the official evaluator) or standard (the embedder's rate and windows)")
+    fad.add_argument("--embedder", choices=EMBEDDERS.names(), required=True,
+                     help="builtin is weight-free (its numbers compare only with builtin numbers); others need weights")
+    add_weights_arguments(fad)
     fad.add_argument("--relax-checks", action="store_true", help="dcase2023: accept inputs the official evaluator would refuse")
     fad.add_argument("--out", type=Path, help="also write the table as CSV (the columns of a run's evaluate/fad.csv)")
     fad.add_argument("--classes", help="comma-separated class folders (default: the seven DCASE 2023 classes)")
@@ -37,18 +40,29 @@ def add_eval_commands(commands: argparse._SubParsersAction, common: argparse.Arg
 
     compare = commands.add_parser("compare", parents=[common], help="per-class FAD table and bar chart across runs")
     compare.add_argument("runs", type=Path, nargs="+", metavar="RUN_DIR", help="run folders (or fad.csv files)")
-    compare.add_argument("--out", type=Path, default=Path("outputs") / "comparison", help="output folder (default outputs/comparison)")
+    compare.add_argument("--out", type=Path, default=Path("outputs") / "comparison",
+                         help="output folder (default outputs/comparison)")
     compare.add_argument("--labels", help="comma-separated column names, one per run (default: the run folders' names)")
     compare.set_defaults(handler=cmd_compare)
 
 
-def add_weights_argument(parser: argparse.ArgumentParser, default: str = "") -> None:
-    parser.add_argument("--vggish-weights", type=Path, metavar="PATH", help=f"torchvggish's {WEIGHTS_FILE}{default}")
+def add_weights_arguments(parser: argparse.ArgumentParser, note: str = "") -> None:
+    """One option per registered embedder that takes weights (e.g. --vggish-weights PATH)."""
+    for name in EMBEDDERS.names():
+        weights = EMBEDDERS.entry(name).weights
+        if weights is not None:
+            parser.add_argument(weights.flag, type=Path, metavar="PATH", dest=_weights_dest(name),
+                                help=f"{name}'s weights file {weights.file}{note}")
 
 
-def check_weights(path: Path | None, required: bool) -> None:
-    if (path is None and required) or (path is not None and not path.is_file()):
-        raise CheckpointError(missing_weights_message(path))
+def weights_from(args: argparse.Namespace) -> dict[str, Path | None]:
+    """The weights paths given on the command line, by embedder name."""
+    return {name: getattr(args, _weights_dest(name), None) for name in EMBEDDERS.names()
+            if EMBEDDERS.entry(name).weights is not None}
+
+
+def _weights_dest(name: str) -> str:
+    return "weights_" + name.replace("-", "_")
 
 
 def cmd_fad(args: argparse.Namespace) -> int:
@@ -57,41 +71,30 @@ def cmd_fad(args: argparse.Namespace) -> int:
     if not args.reference.exists():
         raise DataError(f"reference '{args.reference}' does not exist (give a folder of <class>/*.wav, an .npz, "
                         "or a folder of <class>/gt_embedding.pkl)")
-    check_weights(args.vggish_weights, required=args.embedder == "vggish")
+    weights = weights_from(args)
+    entry = EMBEDDERS.entry(args.embedder)
+    if entry.weights is not None:
+        entry.weights.check(args.embedder, weights[args.embedder])
     if args.bootstrap == 1 or args.bootstrap < 0 or args.batch_size < 1:
         raise RunError("--bootstrap must be 0 (off) or at least 2, and --batch-size at least 1")
     names = tuple(n.strip() for n in args.classes.split(",")) if args.classes else load_config("base").data.eval_class_names
-    from foley.evaluate.embedders import build_embedder, describe_embedder
-    from foley.evaluate.embedding import EmbedOptions
-    from foley.evaluate.protocols import class_files, enforce_inputs, get_protocol
-    from foley.evaluate.reference import load_reference, reference_digest, require_compatible
-    from foley.evaluate.scores import ExtraStatistics, score_clips
-    from foley.evaluate.tables import FAD_FIELDS, Provenance, fad_rows, format_table
-    from foley.stages.context import write_csv
-    from foley.util.device import resolve_device
+    from foley.evaluate.folders import score_folder
 
-    device = resolve_device(args.device or "auto")
-    embedder = build_embedder(args.embedder, args.vggish_weights, device)
-    protocol = get_protocol(args.protocol)
-    options = EmbedOptions(args.batch_size, str(device), args.cache, progress=not args.quiet)
-    files = class_files(args.generated_dir, names)
-    if protocol.official_checks:
-        enforce_inputs(files, args.relax_checks)
-    reference = load_reference(args.reference, names, embedder, protocol, args.relax_checks, options)
-    require_compatible(reference, protocol, embedder)
-    provenance = Provenance(embedder.name, describe_embedder(embedder), protocol.name, reference.source,
-                            reference_digest(args.reference, names))
-    extras = ExtraStatistics(args.fad_inf, args.bootstrap, seed=args.seed)
-    result = score_clips(files, embedder, protocol, reference.stats, extras, options, cross_class=False)
-    print(format_table(result, provenance))
+    result = score_folder(
+        args.generated_dir, args.reference, embedder=args.embedder, protocol=args.protocol, weights=weights,
+        classes=names, relax_checks=args.relax_checks, fad_inf=args.fad_inf, bootstrap=args.bootstrap,
+        seed=args.seed, batch_size=args.batch_size, cache=args.cache, device=args.device or "auto",
+        progress=not args.quiet,
+    )
+    print(result.table())
     if args.out:
-        write_csv(args.out, FAD_FIELDS, fad_rows(result, provenance))
+        result.write_csv(args.out)
         log.info("wrote %s", args.out)
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from foley.stages.commands.compare import compare_runs
+    from foley.stages.compare import compare_runs
 
     labels = [label.strip() for label in args.labels.split(",")] if args.labels else None
     for path in compare_runs(args.runs, args.out, labels):

@@ -11,9 +11,11 @@ import torch
 
 from foley.audio.clips import write_wav
 from foley.config import Config
-from foley.models.hifigan import Generator, HiFiGANConfig, HiFiGANVocoder, benchmark_vocoder
+from foley.models.hifigan import Generator, HiFiGANConfig
 from foley.util.errors import RunError
-from foley.vocoders.build import DCASE_HIFIGAN, GriffinLim, Vocoder, vocode_all
+from foley.vocoders.base import Vocoder, vocode_all
+from foley.vocoders.griffinlim import GriffinLim
+from foley.vocoders.hifigan import DCASE_HIFIGAN, HiFiGANVocoder, benchmark_vocoder
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +44,12 @@ def mel_files(source: Path) -> list[Path]:
     if source.is_dir():
         files = sorted(p for p in source.glob("*.npy") if p.is_file())
         if not files:
-            raise RunError(f"folder '{source}' holds no .npy files (expected log-mels of shape (n_mels, frames) or (N, n_mels, frames))")
+            raise RunError(f"folder '{source}' holds no .npy files (expected log-mels of shape (n_mels, frames) "
+                           "or (N, n_mels, frames))")
         return files
     if not source.is_file():
-        raise RunError(f"input '{source}' does not exist; give a .npy log-mel (n_mels x frames or N x n_mels x frames) or a folder of them")
+        raise RunError(f"input '{source}' does not exist; give a .npy log-mel (n_mels x frames or N x n_mels x frames) "
+                       "or a folder of them")
     return [source]
 
 

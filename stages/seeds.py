@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from foley.stages import STAGE_NAMES
-from foley.stages.context import read_csv, write_csv
+from foley.stages.context import read_csv
 from foley.stages.manifest import read_manifest
-from foley.util.atomic import write_text_atomic
+from foley.stages.pipeline import artifact
+from foley.util.atomic import write_csv, write_text_atomic
 from foley.util.errors import RunError
 
 GROUP_FILE = "seeds.json"
@@ -62,6 +63,12 @@ def is_group(path: Path) -> bool:
     return (path / GROUP_FILE).is_file()
 
 
+def group_finished(group: Path) -> bool:
+    """Whether every run of the group has finished its evaluate stage."""
+    record = read_group(group)
+    return all((read_manifest(group / name / "evaluate") or {}).get("status") == "complete" for name in record["runs"])
+
+
 @dataclass(frozen=True)
 class RunFigures:
     """One finished run's evaluation figures, per class (in the run's class order)."""
@@ -82,22 +89,23 @@ class RunFigures:
 
 def read_run_figures(run_dir: Path, seed: int) -> RunFigures:
     """The figures a finished run's evaluate stage wrote (fad_matrix.csv, floors.csv, class_accuracy.csv)."""
-    evaluate = run_dir / "evaluate"
-    matrix_rows = read_csv(evaluate / "fad_matrix.csv")
+    def table(name: str) -> list[dict[str, str]]:
+        return read_csv(artifact(run_dir, "evaluate", name))
+
+    matrix_rows = table("fad_matrix.csv")
     names = tuple(row["generated \\ reference"] for row in matrix_rows)
     matrix = np.array([[float(row[name]) for name in names] for row in matrix_rows])
     apart = np.array([row[c] < np.delete(row, c).min() for c, row in enumerate(matrix)])
     floors: dict[str, np.ndarray] = {}
-    for row in read_csv(evaluate / "floors.csv"):
+    for row in table("floors.csv"):
         if row["class"] != "mean":
             floors.setdefault(row["floor"], np.full(len(names), np.nan))[names.index(row["class"])] = float(row["fad"])
     accuracy, real = np.full(len(names), np.nan), float("nan")
-    if (evaluate / "class_accuracy.csv").is_file():
-        for row in read_csv(evaluate / "class_accuracy.csv"):
-            if row["set"] == "generated" and row["class"] != "mean":
-                accuracy[names.index(row["class"])] = float(row["accuracy"])
-            if row["set"] == "real" and row["class"] == "mean":
-                real = float(row["accuracy"])
+    for row in table("class_accuracy.csv"):
+        if row["set"] == "generated" and row["class"] != "mean":
+            accuracy[names.index(row["class"])] = float(row["accuracy"])
+        if row["set"] == "real" and row["class"] == "mean":
+            real = float(row["accuracy"])
     seconds = sum(float((read_manifest(run_dir / stage) or {}).get("seconds", 0.0)) for stage in STAGE_NAMES)
     return RunFigures(seed, names, np.diag(matrix), apart, accuracy, real, floors, seconds)
 

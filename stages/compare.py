@@ -10,14 +10,15 @@ Writes fad_comparison.md, fad_comparison.csv and fad_comparison.png (grouped bar
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from foley.stages.commands.seeds import is_group, read_group
-from foley.stages.context import write_csv
-from foley.util.atomic import atomic_path, write_text_atomic
+from foley.stages.pipeline import artifact
+from foley.stages.seeds import is_group, read_group
+from foley.util.atomic import atomic_path, write_csv, write_text_atomic
 from foley.util.errors import RunError
 
 STEM = "fad_comparison"
@@ -43,7 +44,7 @@ class RunFAD:
 
 def fad_csv_path(source: Path) -> Path:
     """A run folder's evaluate/fad.csv, or source itself when it is a CSV file."""
-    path = source if source.is_file() else source / "evaluate" / "fad.csv"
+    path = source if source.is_file() else artifact(source, "evaluate", "fad.csv", finished=False)
     if not path.is_file():
         raise RunError(f"'{source}' has no FAD table (expected {path}); run `foley run --stages evaluate` there first")
     return path
@@ -192,8 +193,11 @@ def plot_bars(runs: list[RunFAD], path: Path) -> None:
     plt.close(fig)
 
 
-def compare_runs(sources: list[Path], out_dir: Path, labels: list[str] | None = None) -> list[Path]:
-    """Write the table (markdown and CSV) and the bar chart for the runs; returns the files written."""
+def compare_runs(sources: Sequence[str | Path], out_dir: str | Path, labels: Sequence[str] | None = None) -> list[Path]:
+    """Write the table (markdown and CSV) and the bar chart for the runs (run folders or fad.csv files)
+    into `out_dir`; returns the files written."""
+    sources, out_dir = [Path(s) for s in sources], Path(out_dir)
+    labels = list(labels) if labels is not None else None
     if len(sources) < 1:
         raise RunError("give at least one run folder")
     runs = [read_run_fad(s, label) for s, label in zip(sources, run_labels(sources, labels))]
