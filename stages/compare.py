@@ -4,7 +4,9 @@ Rows are the classes and their average, columns the runs; a cell is the FAD, wit
 interval when the run computed one. A group of seed runs (`foley run --seeds`) is one column: the
 mean over its seeds ± their sample standard deviation. Runs whose FADs were made with a different
 embedder, protocol or reference (content id) are refused: their numbers are not on one scale.
-Writes fad_comparison.md, fad_comparison.csv and fad_comparison.png (grouped bars, Agg backend).
+Writes fad_comparison.md, fad_comparison.csv and fad_comparison.png (grouped bars, Agg backend),
+and codes_comparison.csv: per run (per seed run of a group), its codes' bitrate, entropy, perplexity,
+unused codes, reconstruction error and floors (foley.stages.compare_codes), also the markdown's last section.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from foley.stages.compare_codes import CODES_STEM, codes_rows, render_codes_markdown
 from foley.stages.pipeline import artifact
 from foley.stages.seeds import is_group, read_group
 from foley.util.atomic import atomic_path, write_csv, write_text_atomic
@@ -193,6 +196,20 @@ def plot_bars(runs: list[RunFAD], path: Path) -> None:
     plt.close(fig)
 
 
+def _code_sources(sources: list[Path], labels: list[str]) -> tuple[list[Path], list[str]]:
+    """The runs whose codes the codes table lists: each run, and each seed run of a group."""
+    runs, names = [], []
+    for source, label in zip(sources, labels):
+        if is_group(source):
+            record = read_group(source)
+            runs += [source / name for name in record["runs"]]
+            names += [f"{label} seed {seed}" for seed in record["seeds"]]
+        else:
+            runs.append(source)
+            names.append(label)
+    return runs, names
+
+
 def compare_runs(sources: Sequence[str | Path], out_dir: str | Path, labels: Sequence[str] | None = None) -> list[Path]:
     """Write the table (markdown and CSV) and the bar chart for the runs (run folders or fad.csv files)
     into `out_dir`; returns the files written."""
@@ -200,10 +217,13 @@ def compare_runs(sources: Sequence[str | Path], out_dir: str | Path, labels: Seq
     labels = list(labels) if labels is not None else None
     if len(sources) < 1:
         raise RunError("give at least one run folder")
-    runs = [read_run_fad(s, label) for s, label in zip(sources, run_labels(sources, labels))]
+    names = run_labels(sources, labels)
+    runs = [read_run_fad(s, label) for s, label in zip(sources, names)]
     require_comparable(runs)
-    paths = [out_dir / f"{STEM}.md", out_dir / f"{STEM}.csv", out_dir / f"{STEM}.png"]
-    write_text_atomic(paths[0], render_markdown(runs))
+    fields, codes = codes_rows(*_code_sources(sources, names))
+    paths = [out_dir / f"{STEM}.md", out_dir / f"{STEM}.csv", out_dir / f"{STEM}.png", out_dir / f"{CODES_STEM}.csv"]
+    write_text_atomic(paths[0], render_markdown(runs) + "\n" + render_codes_markdown(codes))
     write_csv(paths[1], *table_rows(runs))
     plot_bars(runs, paths[2])
+    write_csv(paths[3], fields, codes)
     return paths

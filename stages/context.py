@@ -62,7 +62,7 @@ class StageContext:
         return self.cache_dir or self.run_dir / "cache"
 
 
-INDEX_FIELDS = ("row", "path", "class_id", "class_name", "split", "conversions")
+INDEX_FIELDS = ("row", "path", "offset", "class_id", "class_name", "split", "conversions", "notes")
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -73,7 +73,7 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 
 def read_index(ctx: StageContext) -> list[dict[str, str]]:
-    """prepare's index.csv: one row per usable clip, with its mel row, class and split."""
+    """prepare's index.csv: one row per usable clip, with its mel row, source file and offset, class and split."""
     return read_csv(ctx.input("prepare", "index.csv"))
 
 

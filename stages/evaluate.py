@@ -1,12 +1,13 @@
 """evaluate: per-class FAD of the generated clips, and of the quality floors, against the reference.
 
 The embedder, protocol and reference come from the config's evaluate section (reference null: the
-real clips prepare read, data.reference or the synthetic held-out set). Writes fad.csv (per class
+clips prepare made of data.reference or the synthetic held-out set, prepare/reference/). Writes fad.csv (per class
 and mean; CIs and FAD-inf when enabled), fad_matrix.csv (generated class x reference class),
 floors.csv with floors/<vocoder|reconstruction>/<class>/NNNN.wav (real clips through the run's
-vocoder, and through its autoencoder and vocoder), and report.md. Embeddings and statistics are
-cached in <run>/cache (or the cache a group of seed runs shares), keyed by clip content, embedder
-and protocol.
+vocoder, and through its autoencoder and vocoder; for an autoencoder trained with quantizer
+dropout also reconstruction_k, decoding its first k levels), and report.md, which ends with the
+codes' statistics per level that extract_codes recorded. Embeddings and statistics are cached in
+<run>/cache (or the cache a group of seed runs shares), keyed by clip content, embedder and protocol.
 
 Class accuracy (evaluate.classifier_epochs > 0): a log-mel CNN (foley.evaluate.classifier) trained
 on prepare's real development clips (train and val splits) classifies the held-out real clips (the
@@ -33,9 +34,10 @@ from foley.evaluate.classifier import (
     clip_mels,
     predict,
 )
+from foley.evaluate.code_tables import floor_fads_by_levels, levels_section
 from foley.evaluate.embedders import build_embedder, check_weights
 from foley.evaluate.embedding import EmbedOptions
-from foley.evaluate.floors import FLOORS, floor_audio
+from foley.evaluate.floors import FLOORS, floor_audio, level_floors
 from foley.evaluate.folders import Scorer
 from foley.evaluate.protocols import class_files, get_protocol
 from foley.evaluate.scores import ExtraStatistics, SetScores
@@ -66,7 +68,7 @@ def preflight(config: Config) -> None:
     check_weights(settings.embedder, settings.weights)
     if settings.reference is not None and not Path(settings.reference).exists():
         raise DataError(f"config key 'evaluate.reference': '{settings.reference}' does not exist (give an .npz, "
-                        "a folder of <class>/gt_embedding.pkl, or a folder of <class>/*.wav)")
+                        "a folder of <class>/gt_embedding.pkl, or a folder of <class>/<audio files>)")
     if settings.reference is None and config.data.root is not None and config.data.reference is None:
         raise ConfigError("evaluate has no reference: set data.reference (--reference) to real clips, "
                           "or evaluate.reference to statistics or clips")
@@ -92,8 +94,11 @@ def run(config: Config, ctx: StageContext) -> dict:
     provenance = scorer.provenance
     _write_tables(out, generated, floors, provenance)
     accuracy, accuracy_note = _class_accuracy(config, ctx, tuple(floors))
+    floor_means = {floor: result.scores.mean for floor, result in floors.items()}
+    codes = ctx.details("extract_codes")
+    codes_section = levels_section(codes, floor_fads_by_levels(floor_means, codes.get("levels", 0)))
     report = render_report(config.name, generated, provenance, floors, floors_note,
-                           render_class_accuracy(accuracy, accuracy_note))
+                           render_class_accuracy(accuracy, accuracy_note)) + "\n" + "\n".join(codes_section)
     write_text_atomic(out / "report.md", report)
     log.info("evaluate: mean FAD %.3f over %d classes (%s / %s)", generated.scores.mean, len(names),
              provenance.embedder, provenance.protocol)
@@ -103,13 +108,15 @@ def run(config: Config, ctx: StageContext) -> dict:
         "fad": dict(zip(names, map(float, generated.scores.fad))),
         **provenance.columns(),
         "classes_separated": sum(generated.scores.separated()),
-        "floors_mean_fad": {floor: result.scores.mean for floor, result in floors.items()},
+        "floors_mean_fad": floor_means,
     }
 
 
 def _scorer(config: Config, ctx: StageContext) -> Scorer:
     settings = config.evaluate
-    source = settings.reference or ctx.details("prepare").get("reference_dir")
+    source = settings.reference
+    if source is None and ctx.details("prepare").get("reference_dir") is not None:
+        source = ctx.input("prepare", "reference")  # the clips prepare made of data.reference (or the synthetic set)
     if source is None:
         raise ConfigError("evaluate has no reference: set data.reference (--reference) or evaluate.reference")
     embedder = build_embedder(settings.embedder, settings.weights, ctx.device)
@@ -131,12 +138,13 @@ def _floors(config: Config, ctx: StageContext, scorer: Scorer) -> tuple[dict[str
     all_mels = np.load(ctx.input("prepare", "mels.npy"), mmap_mode="r")
     decoder = load_decoder(config, ctx.input, ctx.device)
     results = {}
-    for floor in FLOORS:
+    plan = {**{floor: None for floor in FLOORS}, **level_floors(decoder.autoencoder)}
+    for floor, levels in plan.items():
         folder = ctx.out / "floors" / floor
         for name in names:  # one class at a time: memory stays at one class's clips
             mels = torch.from_numpy(np.ascontiguousarray(all_mels[chosen[name]]))
-            audio = floor_audio(floor, mels, decoder.autoencoder, decoder.vocoder, config.vocoder.batch_size,
-                                config.audio.clip_samples, ctx.device)
+            audio = floor_audio("reconstruction" if levels else floor, mels, decoder.autoencoder, decoder.vocoder,
+                                config.vocoder.batch_size, config.audio.clip_samples, ctx.device, levels)
             write_clips(folder / name, list(range(len(audio))), audio, config.audio.sample_rate)
         results[floor] = scorer.score(class_files(folder, names), cross_class=False, checked=False)
         log.info("evaluate: %s floor mean FAD %.3f", floor, results[floor].scores.mean)
@@ -145,7 +153,8 @@ def _floors(config: Config, ctx: StageContext, scorer: Scorer) -> tuple[dict[str
         f"Real reference clips (prepare's log-mels of {f'at most {cap}' if cap else 'all'} clips "
         f"per class) carried through part of this run's generator, then scored exactly like the generated clips: "
         f"vocoder floor = real log-mel -> vocoder ({decoder.vocoder.name}); reconstruction floor = real log-mel "
-        f"-> autoencoder (encode, quantise, decode) -> vocoder. The floors are made from the reference clips "
+        f"-> autoencoder (encode, quantise, decode) -> vocoder{_level_note(plan)}. The floors are made from the "
+        f"reference clips "
         f"themselves, so they are optimistic bounds. Vocoder floor -> reconstruction floor is what the codes lose; "
         f"reconstruction floor -> generated is what the prior loses. Clips: `evaluate/floors/<floor>/<class>/`."
     )
@@ -195,6 +204,14 @@ def _classify(config: Config, ctx: StageContext, floors: tuple[str, ...],
     return results, key, note
 
 
+def _level_note(plan: dict[str, int | None]) -> str:
+    levels = [k for k in plan.values() if k]
+    if not levels:
+        return ""
+    return (f"; the autoencoder was trained with quantizer dropout, so its reconstruction floor is also made "
+            f"decoding only the first {', '.join(map(str, levels))} levels")
+
+
 def _floor_rows(ctx: StageContext, names: tuple[str, ...], cap: int) -> dict[str, list[int]]:
     """prepare's mel rows of the reference split per class, in index order, at most cap each (0: all)."""
     chosen: dict[str, list[int]] = {name: [] for name in names}
@@ -218,7 +235,7 @@ def _write_tables(out: Path, generated: SetScores, floors: dict[str, SetScores],
 STAGE = Stage(
     name="evaluate",
     sections=("evaluate", "vocoder", "seed", "audio", "mel", "data.eval_class_names"),
-    upstream=("prepare", "train_vqvae", "train_vocoder", "sample"),
+    upstream=("prepare", "train_vqvae", "extract_codes", "train_vocoder", "sample"),
     outputs=("fad.csv", "fad_matrix.csv", "floors.csv", "class_accuracy.csv", "class_confusion.csv", "report.md"),
     run=run,
     preflight=preflight,

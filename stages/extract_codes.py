@@ -1,26 +1,30 @@
 """extract_codes: encode every training/validation mel in eval mode; stack the levels into one map.
 
-Writes codes.npy (N, H, W) ints, labels.npy (N,) and splits.npy (N,) in prepare's index order,
-and reports the latent bitrate and the codes' empirical entropy per level.
+Writes codes.npy (N, H, W) ints, labels.npy (N,) and splits.npy (N,) in prepare's index order;
+reports per level the latent bitrate, the codes' empirical entropy, perplexity and unused codes
+(foley.quantize.statistics), and the reconstruction MSE of each split when decoding with the
+first k levels, k = 1..L, also written to levels.csv.
 """
 
 from __future__ import annotations
 
-import math
+import logging
 
 import numpy as np
 import torch
 
 from foley.config import Config
+from foley.evaluate.floors import reconstruction_errors
 from foley.models.builders import load_autoencoder
-from foley.quantize.ema import codebook_usage
 from foley.quantize.stacking import stack_levels
+from foley.quantize.statistics import code_statistics
 from foley.stages.context import StageContext, read_index
 from foley.stages.stage import Stage
 from foley.stages.train_vqvae import load_mels
-from foley.util.atomic import save_npy_atomic
+from foley.util.atomic import save_npy_atomic, write_csv
 
 SPLITS = ("train", "val")
+log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
@@ -39,35 +43,39 @@ def run(config: Config, ctx: StageContext) -> dict:
     save_npy_atomic(out / "codes.npy", maps.astype(dtype))
     save_npy_atomic(out / "labels.npy", np.array([int(r["class_id"]) for r in rows], dtype=np.int64))
     save_npy_atomic(out / "splits.npy", np.array([r["split"] for r in rows]))
+    statistics = code_statistics(codes, model.quantizer.size, config.audio.clip_samples / config.audio.sample_rate)
+    masks = {split: torch.tensor([r["split"] == split for r in rows], dtype=torch.bool) for split in SPLITS}
+    errors = {split: reconstruction_errors(model, mels[mask], codes[mask], config.codes.batch_size)
+              for split, mask in masks.items() if mask.any()}
+    write_csv(out / "levels.csv", *levels_table(statistics, errors))
+    log.info("extract_codes: reconstruction MSE with 1..%d levels: %s", model.levels,
+             "; ".join(f"{split} " + ", ".join(f"{e:.4f}" for e in values) for split, values in errors.items()))
     return {
         "map_shape": list(maps.shape[1:]),
         "levels": model.levels,
         "level_shape": list(codes.shape[2:]),
         "stack": config.codes.stack,
         "codebook_size": model.quantizer.size,
-        **code_statistics(codes, model.quantizer.size, config.audio.clip_samples / config.audio.sample_rate),
+        **statistics,
+        "reconstruction_mse_by_levels": errors,
     }
 
 
-def code_statistics(codes: torch.Tensor, size: int, seconds: float) -> dict:
-    """Latent bitrate (fixed-length codes) and the empirical per-level entropy of codes (B, L, h, w)."""
-    usage = codebook_usage(codes, size)
-    probs = usage["counts"].double() / usage["counts"].sum(1, keepdim=True)
-    entropy_bits = [float(-(p[p > 0] * torch.log2(p[p > 0])).sum()) for p in probs]
-    positions = codes.shape[2] * codes.shape[3]
-    return {
-        "bitrate_bps": codes.shape[1] * positions * math.log2(size) / seconds,
-        "entropy_bits_per_code": entropy_bits,
-        "entropy_bitrate_bps": sum(entropy_bits) * positions / seconds,
-        "perplexity": [float(p) for p in usage["perplexity"]],
-        "unused_codes": [int(u) for u in usage["unused"]],
-    }
+def levels_table(statistics: dict, errors: dict[str, list[float]]) -> tuple[tuple[str, ...], list[dict]]:
+    """levels.csv: per number of levels k, the bitrates of the first k levels and each split's MSE."""
+    fields = ("levels", "bitrate_bps", "entropy_bitrate_bps", *(f"recon_mse_{split}" for split in errors))
+    rows = []
+    for k in range(1, len(statistics["bitrate_bps_per_level"]) + 1):
+        row = {"levels": k, "bitrate_bps": f"{sum(statistics['bitrate_bps_per_level'][:k]):.3f}",
+               "entropy_bitrate_bps": f"{sum(statistics['entropy_bitrate_bps_per_level'][:k]):.3f}"}
+        rows.append({**row, **{f"recon_mse_{split}": f"{values[k - 1]:.6f}" for split, values in errors.items()}})
+    return fields, rows
 
 
 STAGE = Stage(
     name="extract_codes",
     sections=("codes", "audio"),
     upstream=("prepare", "train_vqvae"),
-    outputs=("codes.npy", "labels.npy", "splits.npy"),
+    outputs=("codes.npy", "labels.npy", "splits.npy", "levels.csv"),
     run=run,
 )

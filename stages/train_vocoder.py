@@ -35,26 +35,27 @@ def run(config: Config, ctx: StageContext) -> dict:
         return {"trained": False, "reason": reason}
     out, train = ctx.out, config.vocoder.hifigan.train
     hifigan = training_config(config)
-    train_paths, val_paths, val_source = clip_paths(ctx, train.val_clips)
+    train_clips, val_clips, val_source = clip_rows(ctx, train.val_clips)
     torch.manual_seed(config.seed)
     models = build_models(hifigan, channel_divisor=train.channel_divisor)
-    val = ClipDataset(val_paths, config.audio.sample_rate, config.audio.clip_samples).all()
+    val = _dataset(val_clips, config).all()
     task = HiFiGANTask(models, ctx.device, config.seed, val, train.epochs, train.validate_every, train.keep_checkpoints)
     untrained = task.validate()
     on_main(lambda: save_training_config(out, hifigan))
     plan = LoopPlan(
-        train=TrainConfig(train.epochs, train.batch_size, hifigan.learning_rate, train.checkpoint_every, train.num_workers),
+        train=TrainConfig(train.epochs, train.batch_size, hifigan.learning_rate, train.checkpoint_every, train.num_workers,
+                          schedule="constant", warmup_steps=0),
         seed=config.seed,
         checkpoint_path=out,
         metrics_path=out / "metrics.csv",
         name=ctx.out.name,
         progress=ctx.progress,
     )
-    summary = fit(task, ClipDataset(train_paths, config.audio.sample_rate, config.audio.clip_samples), plan)
+    summary = fit(task, _dataset(train_clips, config), plan)
     steps = latest_checkpoint_steps(out)
     log.info("train_vocoder: validation mel L1 %.4f untrained -> %.4f", untrained, summary["val/mel_l1"])
     return {
-        "trained": True, "generator": f"g_{steps:08d}", "steps": task.steps, "train_clips": len(train_paths),
+        "trained": True, "generator": f"g_{steps:08d}", "steps": task.steps, "train_clips": len(train_clips),
         "validation": val_source, "val_mel_l1_untrained": untrained, "val_mel_l1": summary["val/mel_l1"],
         "final": summary,
     }
@@ -72,15 +73,20 @@ def nothing_to_train(config: Config) -> str | None:
     return None
 
 
-def clip_paths(ctx: StageContext, val_clips: int) -> tuple[list[str], list[str], str]:
-    """Training clip paths, validation clip paths and where the latter come from.
+def _dataset(rows: list[dict[str, str]], config: Config) -> ClipDataset:
+    return ClipDataset([r["path"] for r in rows], config.audio.sample_rate, config.audio.clip_samples,
+                       [int(r["offset"]) for r in rows])
+
+
+def clip_rows(ctx: StageContext, val_clips: int) -> tuple[list[dict[str, str]], list[dict[str, str]], str]:
+    """index.csv rows of the training clips, of the validation clips, and where the latter come from.
 
     Validation takes up to `val_clips` clips of the validation split, spread over it (the index is
     in class order); a run without one validates on as many training clips instead.
     """
     rows = read_index(ctx)
-    train = [r["path"] for r in rows if r["split"] == "train"]
-    val = [r["path"] for r in rows if r["split"] == "val"]
+    train = [r for r in rows if r["split"] == "train"]
+    val = [r for r in rows if r["split"] == "val"]
     pool, source = (val, "clips of the validation split") if val else (train, "training clips (no validation split)")
     picks = np.unique(np.linspace(0, len(pool) - 1, min(val_clips, len(pool))).round().astype(int))
     return train, [pool[i] for i in picks], f"{len(picks)} {source}"

@@ -30,7 +30,8 @@ def run(config: Config, ctx: StageContext) -> dict:
     spec = autoencoder_spec(model, section)
     task = AutoencoderTask(
         model, section.quantizer.commitment, section.train.lr, ctx.device, config.amp,
-        val_mels=val, val_batch_size=section.train.batch_size, lr_factor=schedule_for(section.train, len(train)),
+        val_mels=val, val_batch_size=section.train.batch_size, loss=section.loss,
+        lr_factor=schedule_for(section.train, len(train)),
     )
     dataset = torch.utils.data.TensorDataset(train)
     summary = train_model(ctx, "autoencoder", spec, model, task, dataset, section.train, config.seed, MODEL_FILE)

@@ -120,3 +120,33 @@ def test_wrong_input_shape_is_named():
     model = Autoencoder((80, 344), [(2, 2)], ResidualQuantizer(8, 1, 16), channel=8)
     with pytest.raises(ValueError, match=r"expected mels \(batch, 80, 344\), got \(1, 80, 100\)"):
         model(torch.randn(1, 80, 100))
+
+
+def _train_toy(dropout, steps=150):
+    """A tiny 3-level RVQ autoencoder trained on smooth random 'mels'; returns it and held-out mels."""
+    torch.manual_seed(3)
+    basis = torch.randn(6, 16, 32).cumsum(-1).cumsum(-2) / 20  # smooth patterns, mixed per clip
+    mels = torch.einsum("nk,khw->nhw", torch.randn(96, 6), basis)
+    model = Autoencoder((16, 32), [(2, 2), (2, 2)], ResidualQuantizer(8, 3, 4, decay=0.9, init="kmeans", dropout=dropout),
+                        channel=16, n_res_block=1, n_res_channel=8)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(steps):
+        batch = mels[torch.randint(0, 64, (16,))]
+        losses, _ = autoencoder_loss(model.train(), batch, 0.25)
+        optimizer.zero_grad()
+        losses["loss"].backward()
+        optimizer.step()
+    return model.eval(), mels[64:]
+
+
+def _errors_by_levels(model, mels):
+    with torch.no_grad():
+        codes = model.encode(mels).codes
+        return [float((model.decode_codes(codes[:, :k]) - mels).pow(2).mean()) for k in (1, 2, 3)]
+
+
+def test_with_quantizer_dropout_decoding_more_levels_never_does_worse(one_torch_thread):
+    model, held_out = _train_toy(dropout=0.5)
+    errors = _errors_by_levels(model, held_out)
+    assert errors[2] <= errors[1] <= errors[0], errors
+    assert errors[2] < 0.9 * errors[0], errors  # the later levels add detail

@@ -1,9 +1,10 @@
 """Data-parallel training on 2 CPU processes (gloo) equals one process with the same global batch.
 
 One module fixture starts the two processes once; each trains a tiny RVQ autoencoder (EMA
-codebooks, data init, dead-code restarts), a tiny prior, a toy HiFi-GAN, and a linear model with
-dropout, whole and then again interrupted by SIGTERM on one rank and resumed. The tests compare what
-the ranks saved with one process.
+codebooks, data init, dead-code restarts), another with every codec option (k-means init,
+quantizer dropout, mel bands, loss balancer), a tiny prior, a toy HiFi-GAN, and a linear model
+with dropout, whole and then again interrupted by SIGTERM on one rank and resumed. The tests
+compare what the ranks saved with one process.
 """
 
 import csv
@@ -23,6 +24,8 @@ from foley.config import TrainConfig, load_config
 from foley.models.builders import build_autoencoder, build_prior
 from foley.models.hifigan import HiFiGANConfig
 from foley.models.normed_conv import norm_except_dim0
+from foley.quantize.ema import EMACodebook
+from foley.train.batches import share_of
 from foley.train.loop import LoopPlan, fit
 from foley.train.tasks import AdamTask, AutoencoderTask, PriorTask
 from foley.util import distributed
@@ -55,14 +58,25 @@ def _plan(folder, train, kind):
                     checkpoint_header=checkpoint_header(kind, {}), name=kind, progress=False)
 
 
-def train_autoencoder(folder):
-    section = _config().autoencoder
+CODEC_OPTIONS = [
+    "autoencoder.quantizer.levels=3", "autoencoder.quantizer.init=kmeans", "autoencoder.quantizer.dropout=0.5",
+    "autoencoder.loss.mel_bands=4", "autoencoder.loss.band_weights=[1, 2, 3, 4]", "autoencoder.loss.balancer=true",
+]
+
+
+def train_autoencoder(folder, options=()):
+    section = load_config("quick", SETTINGS + [f"autoencoder.train.{t}" for t in TRAIN] + list(options)).autoencoder
     mels = torch.randn(EXAMPLES, 16, 32, generator=torch.Generator().manual_seed(1))
     torch.manual_seed(0)
     model = build_autoencoder(section, (16, 32))
-    task = AutoencoderTask(model, section.quantizer.commitment, section.train.lr, CPU, val_mels=mels[:5], val_batch_size=2)
+    task = AutoencoderTask(model, section.quantizer.commitment, section.train.lr, CPU, val_mels=mels[:5], val_batch_size=2,
+                           loss=section.loss)
     fit(task, TensorDataset(mels), _plan(folder, section.train, "autoencoder"))
     return model.state_dict()
+
+
+def train_codec_options(folder):
+    return train_autoencoder(folder, CODEC_OPTIONS)
 
 
 def train_prior(folder):
@@ -83,13 +97,28 @@ def train_vocoder(folder):
     torch.manual_seed(0)
     models = build_models(HiFiGANConfig.from_dict(TOY_HIFIGAN), channel_divisor=8)
     task = HiFiGANTask(models, CPU, seed=5, val_clips=clips[:3], epochs=1, validate_every=1, keep_checkpoints=2)
-    plan = dataclasses.replace(_plan(folder, TrainConfig(1, 4, 1e-3, 0, 0), "vocoder"), checkpoint_path=folder / "pairs")
+    train = TrainConfig(1, 4, 1e-3, 0, 0, "constant", 0)
+    plan = dataclasses.replace(_plan(folder, train, "vocoder"), checkpoint_path=folder / "pairs")
     fit(task, list(clips), plan)
     return {f"{name}.{key}": value for name in ("generator", "mpd", "msd")
             for key, value in getattr(models, name).state_dict().items()}
 
 
-TRAINERS = [("autoencoder", train_autoencoder), ("prior", train_prior), ("vocoder", train_vocoder)]
+TRAINERS = [("autoencoder", train_autoencoder), ("codec_options", train_codec_options), ("prior", train_prior),
+            ("vocoder", train_vocoder)]
+
+
+KMEANS_VECTORS = torch.randn(37, 4, generator=torch.Generator().manual_seed(6)) * 3
+
+
+def kmeans_codebook(seed):
+    """A k-means-initialised codebook after one training step on this rank's slice of 37 vectors
+    (19 and 18 on two ranks), each rank's RNG seeded differently."""
+    share = share_of(len(KMEANS_VECTORS), distributed.rank(), distributed.world_size())
+    torch.manual_seed(seed + distributed.rank())
+    book = EMACodebook(dim=4, size=8, init="kmeans").train()
+    book(KMEANS_VECTORS[share.first : share.first + share.count])
+    return book.state_dict()
 
 
 class LinearTask(AdamTask):
@@ -114,7 +143,7 @@ class LinearTask(AdamTask):
 def train_linear(folder, signal_at=None):
     x = torch.randn(37, 3, generator=torch.Generator().manual_seed(0))
     task = LinearTask(signal_at)
-    plan = _plan(folder, TrainConfig(epochs=2, batch_size=5, lr=1e-2, checkpoint_every=0, num_workers=0), "linear")
+    plan = _plan(folder, TrainConfig(2, 5, 1e-2, 0, 0, "constant", 0), "linear")
     fit(task, TensorDataset(x, x.sum(1, keepdim=True)), plan)
     return task.model
 
@@ -124,6 +153,7 @@ def _worker(rank, world, port, folder):
     torch.set_num_threads(1)
     distributed.start(rank, world, rank, CPU)
     try:
+        torch.save(kmeans_codebook(seed=5), folder / "kmeans" / f"rank{rank}.pt")
         for name, train in TRAINERS:
             torch.save(train(folder / name), folder / name / f"rank{rank}.pt")
         torch.save(train_linear(folder / "whole").state_dict(), folder / "whole" / f"rank{rank}.pt")
@@ -145,10 +175,19 @@ def _free_port():
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ddp")
-    for name in [name for name, _ in TRAINERS] + ["linear", "whole"]:
+    for name in [name for name, _ in TRAINERS] + ["linear", "whole", "kmeans"]:
         (folder / name).mkdir()
     mp.spawn(_worker, args=(2, _free_port(), folder), nprocs=2)
     return folder
+
+
+def test_kmeans_init_is_identical_on_two_ranks_and_equals_one_process_on_the_whole_batch(two_ranks, one_torch_thread):
+    ranks = [torch.load(two_ranks / "kmeans" / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    single = kmeans_codebook(seed=5)  # one process: the whole batch, rank 0's seed
+    for key in single:
+        assert torch.equal(ranks[0][key], ranks[1][key]), key
+        torch.testing.assert_close(ranks[0][key], single[key], rtol=1e-5, atol=1e-5, msg=key)
+    assert single["cluster_size"].sum() > 30  # k-means counts of the 37 vectors, then one EMA step
 
 
 def _as_used(state):
@@ -170,7 +209,7 @@ def test_two_processes_train_like_one_with_the_same_global_batch(two_ranks, tmp_
     ranks = [torch.load(two_ranks / name / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
     single = train(tmp_path)
     assert list(ranks[0]) == list(single)
-    if name == "autoencoder":
+    if name in ("autoencoder", "codec_options"):
         assert any(".embed" in key for key in single) and any("cluster_size" in key for key in single)
     for key in single:
         assert torch.equal(ranks[0][key], ranks[1][key]), f"{key} differs between ranks"

@@ -88,7 +88,7 @@ def test_fad_refuses_unofficial_inputs_unless_relaxed(clip_sets, capsys):
     generated, reference = clip_sets
     assert fad_command(generated, reference, "--embedder", "builtin") == 2
     err = capsys.readouterr().err
-    assert "2 wav files, expected exactly 100" in err and "44100 samples, expected 88200" in err and "--relax-checks" in err
+    assert "2 audio files, expected exactly 100" in err and "44100 samples, expected 88200" in err and "--relax-checks" in err
 
 
 def test_fad_vggish_on_three_classes_against_official_pickles_written_here(clip_sets, tmp_path, capsys):

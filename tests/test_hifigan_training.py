@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from foley.audio.clips import log_mel
+from foley.audio.mel import log_mel
 from foley.models.hifigan import HiFiGANConfig
 from foley.models.hifigan_discriminators import DiscriminatorOutput, MultiPeriodDiscriminator, MultiScaleDiscriminator
 from foley.models.normed_conv import SpectralNormConv

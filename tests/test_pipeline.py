@@ -184,7 +184,8 @@ def test_bad_files_are_listed_and_the_run_finishes(tmp_path, toy_overrides):
     folders = ["--data", str(data.dev_dir), "--reference", str(data.eval_dir)]
     assert foley("--out", str(run), *folders, *_sets(toy_overrides + names)) == 0
     rejected = {os.path.basename(r["path"]): r["reason"] for r in csv.DictReader(open(run / "prepare" / "rejected.csv"))}
-    assert set(rejected) == {"corrupt.wav", "empty.wav"} and all(r.startswith("unreadable") for r in rejected.values())
+    kinds = {name: reason.split(":")[0] for name, reason in rejected.items()}
+    assert kinds == {"corrupt.wav": "truncated", "empty.wav": "unreadable"}
     conversions = {os.path.basename(r["path"]): r["conversions"] for r in csv.DictReader(open(run / "prepare" / "index.csv"))}
     assert "mono" in conversions["stereo44k.wav"] and "44100 -> 22050" in conversions["stereo44k.wav"]
     assert conversions["one_second.wav"] == "zero-padded 22050 -> 88200 samples"

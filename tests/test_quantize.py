@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from foley.quantize.ema import EMACodebook, ResidualQuantizer, codebook_usage
+from foley.quantize.kmeans import kmeans
 
 
 def brute_force_codes(vectors: torch.Tensor, embed: torch.Tensor) -> torch.Tensor:
@@ -116,3 +117,96 @@ def test_dead_codes_move_onto_batch_vectors():
     assert alive.all()
     distances = torch.cdist(book.embed.t(), x).min(1).values
     assert (distances < 1.0).all()  # every code now sits among the data
+
+
+def lloyd(samples, means, iterations):
+    """Lloyd's algorithm written out: nearest mean by brute force, members' average, empty means kept;
+    returns the means and the member counts of the assignment they average."""
+    means = means.clone()
+    for _ in range(iterations):
+        assignment = brute_force_codes(samples, means.t())
+        for j in range(len(means)):
+            members = samples[assignment == j]
+            if len(members):
+                means[j] = members.mean(0)
+    return means, torch.bincount(assignment, minlength=len(means)).float()
+
+
+def test_kmeans_equals_lloyds_algorithm_from_the_same_start():
+    torch.manual_seed(8)
+    samples = torch.randn(60, 3)
+    torch.manual_seed(9)
+    result = kmeans(samples, 5, iterations=4)
+    torch.manual_seed(9)
+    start = samples[torch.randperm(60)[:5]]
+    means, counts = lloyd(samples, start, 4)
+    torch.testing.assert_close(result.means, means)
+    assert torch.equal(result.counts, counts) and result.counts.sum() == 60
+
+
+def test_converged_kmeans_means_are_the_averages_of_their_nearest_samples():
+    torch.manual_seed(10)
+    samples = torch.randn(200, 2)
+    result = kmeans(samples, 6)
+    nearest = brute_force_codes(samples, result.means.t())
+    assert torch.equal(torch.bincount(nearest, minlength=6).float(), result.counts)
+    for j in range(6):
+        torch.testing.assert_close(result.means[j], samples[nearest == j].mean(0))
+    duplicates = torch.tensor([[1.0, 1.0]] * 4)  # more means than distinct samples: some stay empty
+    result = kmeans(duplicates, 3)
+    assert result.counts.sum() == 4 and (result.means == 1.0).all()
+
+
+def test_kmeans_init_sets_codes_sizes_and_sums_so_the_first_ema_step_keeps_the_means():
+    torch.manual_seed(11)
+    centres = torch.randn(8, 4) * 5
+    x = torch.cat([c + 0.05 * torch.randn(30, 4) for c in centres])
+    book = EMACodebook(dim=4, size=10, init="kmeans").train()
+    torch.manual_seed(12)
+    book(x)  # initialises on this batch, then takes one EMA step on it
+    torch.manual_seed(12)
+    expected = kmeans(x, 10)
+    # EnCodec's embed_avg = means (not means * counts) would shrink every code here by 1/count,
+    # and VQP's means * counts would pull a code that k-means left empty to the origin.
+    torch.testing.assert_close(book.embed.t(), expected.means, rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(book.cluster_size, expected.counts)
+    assert (expected.counts >= 3).all()
+    same = torch.tensor([[2.0, -1.0]] * 6)  # three equal means: the first takes every vector
+    book = EMACodebook(dim=2, size=3, init="kmeans").train()
+    book(same)
+    assert kmeans(same, 3).counts.tolist() == [6.0, 0.0, 0.0]
+    torch.testing.assert_close(book.embed.t(), same[:3], rtol=1e-3, atol=1e-3)  # the empty codes kept their vector
+
+
+def test_kmeans_init_uses_the_codebook_where_random_init_collapses():
+    torch.manual_seed(6)
+    data = torch.randn(8, 4, 6, 6) * 0.5 + 10.0  # far from N(0, 1)
+    rvq = ResidualQuantizer(dim=4, levels=2, size=32, init="kmeans").train()
+    codes = rvq(data).codes
+    used = (codebook_usage(codes, 32)["counts"] > 0).sum(1)
+    assert (used >= 24).all(), used  # each level: its k-means of its own residuals
+
+
+@pytest.mark.parametrize("dropout, full_share", [(0.0, 1.0), (1.0, 0.25), (0.5, 0.625)])
+def test_dropout_draws_the_number_of_levels_per_step(dropout, full_share):
+    torch.manual_seed(13)
+    rvq = ResidualQuantizer(dim=2, levels=4, size=4, dropout=dropout).train()
+    draws = [rvq.training_levels() for _ in range(4000)]
+    shares = [draws.count(n) / len(draws) for n in (1, 2, 3, 4)]
+    expected = [(1 - full_share) / 3] * 3 + [full_share] if dropout < 1 else [0.25] * 4
+    assert shares == pytest.approx(expected, abs=0.03)
+
+
+def test_dropout_quantises_with_the_drawn_levels_in_training_and_all_in_eval():
+    torch.manual_seed(14)
+    rvq = ResidualQuantizer(dim=3, levels=4, size=8, dropout=1.0).train()
+    z = torch.randn(2, 3, 4, 4)
+    torch.manual_seed(15)
+    n = rvq.training_levels()
+    before = [book.cluster_size.clone() for book in rvq.levels]
+    torch.manual_seed(15)
+    result = rvq(z)
+    assert result.codes.shape[1] == n
+    changed = [not torch.equal(b, book.cluster_size) for b, book in zip(before, rvq.levels)]
+    assert changed == [i < n for i in range(4)]  # levels past n neither quantise nor learn
+    assert rvq.eval()(z).codes.shape[1] == 4

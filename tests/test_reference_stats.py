@@ -168,7 +168,7 @@ def test_folder_of_clips_is_embedded_checked_and_cached(tmp_path):
             sf.write(tmp_path / "clips" / c / f"{i}.wav", rng.integers(-9000, 9000, 88200).astype(np.int16), 22050)
     with pytest.raises(FoleyError, match="needs an embedder"):
         load_reference(tmp_path / "clips", ["x", "y"])
-    with pytest.raises(DataError, match="3 wav files, expected exactly 100"):
+    with pytest.raises(DataError, match="3 audio files, expected exactly 100"):
         load_reference(tmp_path / "clips", ["x", "y"], StatsEmbedder(), DCASE2023)
     embedder, options = StatsEmbedder(), EmbedOptions(cache_dir=tmp_path / "cache")
     reference = load_reference(tmp_path / "clips", ["x", "y"], embedder, DCASE2023, True, options)

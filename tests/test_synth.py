@@ -10,9 +10,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from foley.audio.clips import log_mel
+from foley.audio.mel import log_mel
 from foley.config import load_config
-from foley.data.synth import RECIPES, clip_seed, render_clip, write_synthetic_set
+from foley.data.synth import DCASE_DEV_COUNTS, RECIPES, clip_seed, render_clip, write_synthetic_set
 from foley.util.errors import DataError
 
 CONFIG = load_config("base")
@@ -192,3 +192,14 @@ def test_an_unusable_rate_or_length_is_a_data_error():
         render_clip("rain", 0, 4000, NUM_SAMPLES)
     with pytest.raises(DataError, match="0 samples"):
         render_clip("rain", 0, SAMPLE_RATE, 0)
+
+
+def test_counts_per_class_give_each_class_its_own_size(tmp_path):
+    counts = (1, 2, 1, 1, 1, 1, 2)
+    written = write_synthetic_set(tmp_path / "s", CLASS_NAMES, EVAL_NAMES, counts, 1, seed=7, sample_rate=8000,
+                                  num_samples=800, progress=False)
+    assert [len(list((written.dev_dir / name).iterdir())) for name in CLASS_NAMES] == list(counts)
+    assert [len(list((written.eval_dir / name).iterdir())) for name in EVAL_NAMES] == [1] * 7
+    with pytest.raises(DataError, match="2 clip counts for 7 classes"):
+        write_synthetic_set(tmp_path / "t", CLASS_NAMES, EVAL_NAMES, (1, 2), 1, seed=7, progress=False)
+    assert sum(DCASE_DEV_COUNTS) == 4850

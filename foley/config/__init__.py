@@ -11,6 +11,7 @@ from foley.config.loading import (
     resolve_config_path,
     run_config,
     section_from_dict,
+    with_base_defaults,
 )
 from foley.config.schema import (
     MAX_ATTENTION_BYTES,
@@ -24,6 +25,7 @@ from foley.config.sections import (
     AutoencoderConfig,
     CodesConfig,
     DataConfig,
+    LossConfig,
     MelConfig,
     PriorConfig,
     QuantizerConfig,
@@ -52,6 +54,7 @@ __all__ = [
     "resolve_config_path",
     "run_config",
     "section_from_dict",
+    "with_base_defaults",
     "SyntheticConfig",
     "DataConfig",
     "AudioConfig",
@@ -60,6 +63,7 @@ __all__ = [
     "LR_SCHEDULES",
     "CODEBOOK_INITS",
     "QuantizerConfig",
+    "LossConfig",
     "AutoencoderConfig",
     "STACKS",
     "CodesConfig",

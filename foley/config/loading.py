@@ -59,7 +59,7 @@ def load_run_config(run_dir: str | Path, overrides: list[str] | tuple[str, ...] 
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise ConfigError(f"'{run_dir}' is not a foley run folder (no config.yaml); give the --out of a `foley run`")
-    document = _read_layered(_builtin_dir() / "base.yaml", seen=())
+    document = _base_document()
     _deep_merge(document, _read_layered(path, seen=()))
     for override in overrides:
         _apply_override(document, override)
@@ -67,17 +67,20 @@ def load_run_config(run_dir: str | Path, overrides: list[str] | tuple[str, ...] 
 
 
 def section_from_dict(cls: type, data: Mapping[str, Any], path: str) -> Any:
-    """One validated config section (e.g. AutoencoderConfig) from plain data, as stored in checkpoints.
+    """One validated config section (e.g. AutoencoderConfig) from plain data, as stored in checkpoints."""
+    return _build(cls, data, path)
 
-    Keys added to foley after the data was written (absent from it) take base.yaml's values for
-    the section at `path`: for such keys these are the behaviour of before (e.g. prior.label_dropout 0).
-    """
-    defaults: Any = _read_layered(_builtin_dir() / "base.yaml", seen=())
-    for part in path.split("."):
-        defaults = defaults.get(part, {}) if isinstance(defaults, dict) else {}
-    merged = dict(defaults) if isinstance(defaults, dict) else {}
+
+def with_base_defaults(section: str, data: Mapping[str, Any]) -> dict[str, Any]:
+    """A top-level section as stored (e.g. in a checkpoint made before a key existed), with every
+    key it lacks taken from base.yaml, whose values keep the behaviour from before the key."""
+    merged = _base_document()[section]
     _deep_merge(merged, data)
-    return _build(cls, merged, path)
+    return merged
+
+
+def _base_document() -> dict[str, Any]:
+    return _read_layered(resolve_config_path("base"), seen=())
 
 
 def resolve_config_path(source: str | Path) -> Path:

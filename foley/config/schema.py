@@ -59,6 +59,16 @@ class Config:
             "device",
             "must be auto, cpu, cuda or cuda:N",
         )
+        require(
+            self.autoencoder.loss.mel_bands <= self.mel.n_mels,
+            "autoencoder.loss.mel_bands",
+            f"must not exceed mel.n_mels ({self.mel.n_mels}): each band needs at least one mel bin",
+        )
+        require(
+            self.sample.levels <= self.autoencoder.quantizer.levels,
+            "sample.levels",
+            f"must not exceed autoencoder.quantizer.levels ({self.autoencoder.quantizer.levels}); 0 = all",
+        )
         frames = shapes.mel_frames(self.audio.clip_samples, self.mel.n_fft, self.mel.hop_length)
         require(frames >= 1, "audio.clip_samples", "must be at least mel.n_fft - mel.hop_length")
         height, width = self.map_shape
@@ -88,13 +98,8 @@ class Config:
         return len(self.data.class_names)
 
     def section_hash(self, *sections: str) -> str:
-        """Content hash of the named sections (a stage's parameters); dotted names name sub-sections.
-
-        A key declared with a default in its section's dataclass (a key added after the first
-        release, whose default is the behaviour of before) is left out while it holds that default,
-        so run folders made before the key existed stay up to date.
-        """
-        payload = {name: _hashed(self.section(name)) for name in sections}
+        """Content hash of the named sections (a stage's parameters); dotted names name sub-sections."""
+        payload = {name: to_plain(self.section(name)) for name in sections}
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -107,15 +112,3 @@ class Config:
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
-
-
-def _hashed(value: Any) -> Any:
-    """``to_plain(value)`` without the fields that hold their declared defaults."""
-    if not dataclasses.is_dataclass(value):
-        return to_plain(value)
-    kept = {}
-    for field in dataclasses.fields(value):
-        item = getattr(value, field.name)
-        if field.default is dataclasses.MISSING or item != field.default:
-            kept[field.name] = _hashed(item)
-    return kept

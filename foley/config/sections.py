@@ -1,9 +1,7 @@
 """The configuration sections of the model pipeline: data, audio, mel, training, autoencoder, codes, prior, sampling.
 
 Each is a frozen dataclass whose check(path) raises ConfigError naming the key and what would be
-valid; `require` and `to_plain` are shared by every section module. A field declared with a
-default is a key added later whose default is the behaviour of before: every config still lists
-it (base.yaml), and at its default it leaves its section's hash (Config.section_hash) unchanged.
+valid; `require` and `to_plain` are shared by every section module.
 """
 
 from __future__ import annotations
@@ -14,6 +12,8 @@ from typing import Any
 
 from foley.registry import QUANTIZERS
 from foley.util.errors import ConfigError
+
+LONG_FILES = ("crop", "split")  # how prepare treats files longer than a clip (foley.audio.clips)
 
 
 def require(ok: bool, key: str, message: str) -> None:
@@ -45,6 +45,11 @@ class DataConfig:
     eval_class_names: tuple[str, ...]
     val_fraction: float
     max_rejected_fraction: float
+    long_files: str
+    split_hop: int | None
+    silence_db: float
+    clipped_fraction: float
+    num_workers: int
     synthetic: SyntheticConfig
 
     def check(self, path: str) -> None:
@@ -63,6 +68,12 @@ class DataConfig:
             f"{path}.max_rejected_fraction",
             "must be in [0, 1]",
         )
+        require_choice(self.long_files, LONG_FILES, f"{path}.long_files")
+        require(self.split_hop is None or self.split_hop >= 1, f"{path}.split_hop",
+                "must be null (one clip length) or >= 1 sample")
+        require(self.silence_db <= 0, f"{path}.silence_db", "must be <= 0 (a peak level in dBFS)")
+        require(0.0 <= self.clipped_fraction <= 1.0, f"{path}.clipped_fraction", "must be in [0, 1]")
+        require(self.num_workers >= 0, f"{path}.num_workers", "must be >= 0 (0 decodes in the main process)")
 
 
 @dataclass(frozen=True)
@@ -106,8 +117,8 @@ class TrainConfig:
     lr: float
     checkpoint_every: int
     num_workers: int
-    schedule: str = "constant"
-    warmup_steps: int = 0
+    schedule: str
+    warmup_steps: int
 
     def check(self, path: str) -> None:
         require_choice(self.schedule, LR_SCHEDULES, f"{path}.schedule")
@@ -123,7 +134,7 @@ class TrainConfig:
         require(self.num_workers >= 0, f"{path}.num_workers", "must be >= 0")
 
 
-CODEBOOK_INITS = ("random", "data")
+CODEBOOK_INITS = ("random", "data", "kmeans")
 
 
 @dataclass(frozen=True)
@@ -135,6 +146,7 @@ class QuantizerConfig:
     commitment: float
     init: str
     dead_code_threshold: float
+    dropout: float
 
     def check(self, path: str) -> None:
         require_choice(self.type, QUANTIZERS.names(), f"{path}.type")
@@ -149,6 +161,41 @@ class QuantizerConfig:
         require(self.commitment >= 0, f"{path}.commitment", "must be >= 0")
         require_choice(self.init, CODEBOOK_INITS, f"{path}.init")
         require(self.dead_code_threshold >= 0, f"{path}.dead_code_threshold", "must be >= 0 (0 = off)")
+        require(0.0 <= self.dropout <= 1.0, f"{path}.dropout", "must be in [0, 1] (0 = off)")
+        require(
+            self.dropout == 0 or self.levels > 1,
+            f"{path}.dropout",
+            "needs several levels (type: rvq, levels > 1): it trains with a random number of them",
+        )
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    mel_bands: int
+    band_weights: tuple[float, ...]
+    balancer: bool
+    balancer_total_norm: float
+    balancer_decay: float
+
+    def check(self, path: str) -> None:
+        require(self.mel_bands >= 1, f"{path}.mel_bands", "must be at least 1 (1 = the plain MSE)")
+        require(
+            not self.band_weights or len(self.band_weights) == self.mel_bands,
+            f"{path}.band_weights",
+            f"needs one weight per band ({self.mel_bands}), or [] for equal weights",
+        )
+        require(
+            all(w >= 0 for w in self.band_weights) and (not self.band_weights or sum(self.band_weights) > 0),
+            f"{path}.band_weights",
+            "must be >= 0 with a positive sum",
+        )
+        require(self.balancer_total_norm > 0, f"{path}.balancer_total_norm", "must be positive")
+        require(0.0 <= self.balancer_decay < 1.0, f"{path}.balancer_decay", "must be in [0, 1)")
+
+    @property
+    def weights(self) -> tuple[float, ...]:
+        """One weight per band (equal when band_weights is empty)."""
+        return self.band_weights or (1.0,) * self.mel_bands
 
 
 @dataclass(frozen=True)
@@ -159,6 +206,7 @@ class AutoencoderConfig:
     embed_dim: int
     strides: tuple[tuple[int, int], ...]
     quantizer: QuantizerConfig
+    loss: LossConfig
     train: TrainConfig
 
     def check(self, path: str) -> None:
@@ -204,9 +252,9 @@ class PriorConfig:
     n_head: int
     dropout: float
     label_hidden: int
+    label_dropout: float
+    label_channels: int
     train: TrainConfig
-    label_dropout: float = 0.0
-    label_channels: int = 1
 
     def check(self, path: str) -> None:
         for key in ("channel", "kernel_size", "n_block", "res_channel", "label_hidden", "label_channels"):
@@ -234,10 +282,12 @@ class SampleConfig:
     temperature: float
     top_k: int
     batch_size: int
-    guidance: float = 1.0
+    levels: int
+    guidance: float
 
     def check(self, path: str) -> None:
         require(self.per_class >= 1, f"{path}.per_class", "must be at least 1")
+        require(self.levels >= 0, f"{path}.levels", "must be >= 0 (0 = all of the autoencoder's levels)")
         require(self.temperature > 0, f"{path}.temperature", "must be positive")
         require(self.guidance >= 0, f"{path}.guidance", "must be >= 0 (1 = no classifier-free guidance, 0 = unconditional)")
         require(self.top_k >= 0, f"{path}.top_k", "must be >= 0 (0 = no top-k truncation)")

@@ -1,19 +1,21 @@
-"""Folders of clips in the DCASE layouts: one sub-folder of .wav files per class.
+"""Folders of clips in the DCASE layouts: one sub-folder of audio files per class.
 
 The development layout names classes DogBark, Footstep, ...; the evaluation layout dog_bark,
-footstep, ...; both map to class ids in the order the config lists them.
+footstep, ...; both map to class ids in the order the config lists them. Every entry of a class
+folder is either an audio file to read (an Entry) or skipped with its reason; folders and files
+beside the class folders are named, not read.
 """
 
 from __future__ import annotations
 
+import difflib
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from foley.audio.formats import list_folder
 from foley.util.errors import DataError
-
-AUDIO_SUFFIXES = (".wav",)
 
 
 @dataclass(frozen=True)
@@ -23,8 +25,39 @@ class Entry:
     split: str  # "train", "val" or "reference"
 
 
-def index_folder(root: str | Path, class_folders: Sequence[str], split: str) -> list[Entry]:
-    """Every clip under root/<class_folders[i]>/ as an Entry of class i, sorted by path."""
+@dataclass(frozen=True)
+class Excluded:
+    """A class-folder entry that gives no clip (rejected or skipped), and why."""
+
+    entry: Entry
+    reason: str
+
+
+@dataclass(frozen=True)
+class FolderScan:
+    """A layout folder: the audio files of its class folders, the entries skipped, and what matched no class."""
+
+    root: Path
+    class_folders: tuple[str, ...]
+    split: str
+    entries: tuple[Entry, ...]
+    skipped: tuple[Excluded, ...]
+    unmatched: tuple[str, ...]  # "<name>/" for folders, "<name>" for files beside the class folders
+
+    def unmatched_warning(self) -> str | None:
+        """One line naming what lies beside the class folders, with the nearest class names."""
+        if not self.unmatched:
+            return None
+        named = []
+        for name in self.unmatched:
+            near = difflib.get_close_matches(name.rstrip("/"), self.class_folders, n=1)
+            named.append(f"{name} (did you mean {near[0]}?)" if near else name)
+        return (f"'{self.root}': {', '.join(named)} match(es) no class folder ({', '.join(self.class_folders)}) "
+                "and are not read")
+
+
+def scan_folder(root: str | Path, class_folders: Sequence[str], split: str) -> FolderScan:
+    """Every entry of root/<class_folders[i]>/ as an Entry of class i (audio) or an Excluded (skipped), by name."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(
@@ -37,21 +70,26 @@ def index_folder(root: str | Path, class_folders: Sequence[str], split: str) -> 
             f"data folder '{root}' lacks class folder(s) {', '.join(missing)} (found: {', '.join(found) or 'none'}); "
             "check data.class_names / data.eval_class_names or the folder"
         )
-    entries = []
+    entries, skipped = [], []
     for class_id, name in enumerate(class_folders):
-        files = sorted(
-            p for p in (root / name).iterdir() if p.suffix.lower() in AUDIO_SUFFIXES and not p.name.startswith(".")
-        )
-        if not files:
-            raise DataError(f"class folder '{root / name}' holds no .wav files")
-        entries += [Entry(path=p, class_id=class_id, split=split) for p in files]
-    return entries
+        listing = list_folder(root / name)
+        entries += [Entry(path, class_id, split) for path in listing.audio]
+        skipped += [Excluded(Entry(s.path, class_id, split), s.reason) for s in listing.skipped]
+    unmatched = tuple(
+        f"{p.name}/" if p.is_dir() else p.name
+        for p in sorted(root.iterdir())
+        if p.name not in class_folders and not p.name.startswith(".")
+    )
+    return FolderScan(root, tuple(class_folders), split, tuple(entries), tuple(skipped), unmatched)
 
 
-def hold_out_validation(entries: list[Entry], fraction: float, seed: int) -> list[Entry]:
-    """Mark round(fraction * n) clips of each class as "val" (at least one when fraction > 0)."""
+def hold_out_validation(entries: Sequence[Entry], fraction: float, seed: int) -> list[Entry]:
+    """Mark round(fraction * n) files of each class as "val" (at least one when fraction > 0).
+
+    The split is per file: every clip cut from one file lands on the file's side.
+    """
     if fraction <= 0:
-        return entries
+        return list(entries)
     by_class: dict[int, list[int]] = {}
     for i, entry in enumerate(entries):
         by_class.setdefault(entry.class_id, []).append(i)

@@ -1,103 +1,103 @@
-"""Read every clip once through the audio policy and store all log-mels in one .npy array.
+"""Read every file once through the clip policy and stream all log-mels into one .npy array.
 
-Clips that cannot be used are rejected with their reason, never allowed to stop the whole set;
-conversions (channels, rate, length) are recorded per clip.
+Files are decoded in worker processes (foley.data.ingest) and come back in order; their clips'
+log-mels are computed in batches on the device and appended to the array on disk, so memory holds
+one batch and a few files in flight, never the set. Every file ends in exactly one place: its clips
+(Prepared rows), rejected with the reason, or skipped as an exact duplicate of a file met earlier
+(callers list the reference files first, so a recording in both folders stays in the reference).
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from foley.audio.clips import log_mel, read_clip
-from foley.config import AudioConfig, MelConfig
-from foley.data.layout import Entry
+from foley.audio.clips import ClipPolicy
+from foley.audio.mel import log_mel
+from foley.config import MelConfig
+from foley.data.ingest import Rejected, ingest_all
+from foley.data.layout import Entry, Excluded
 from foley.util import shapes
-from foley.util.atomic import save_npy_atomic
-from foley.util.errors import AudioError
-
-READ_CHUNK = 256
+from foley.util.atomic import NpyRows, npy_rows_atomic
 
 
 @dataclass(frozen=True)
 class Prepared:
     entry: Entry
     row: int  # row of its mel in the cache
+    offset: int  # first sample of the clip in its converted recording
     conversions: tuple[str, ...]
+    notes: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class Rejected:
-    entry: Entry
-    reason: str
+@dataclass
+class CacheResult:
+    prepared: list[Prepared] = field(default_factory=list)
+    rejected: list[Excluded] = field(default_factory=list)
+    duplicates: list[Excluded] = field(default_factory=list)
+
+    @property
+    def files_used(self) -> int:
+        return len({p.entry.path for p in self.prepared})
+
+
+@dataclass
+class _MelBatch:
+    """Clips waiting for their log-mels; flushed into the array every batch_size clips."""
+
+    store: NpyRows
+    mel: MelConfig
+    sample_rate: int
+    device: torch.device
+    batch_size: int
+    pending: list[np.ndarray] = field(default_factory=list)
+
+    def add(self, audio: np.ndarray) -> None:
+        self.pending.append(audio)
+        if len(self.pending) == self.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            batch = torch.from_numpy(np.stack(self.pending)).to(self.device)
+            self.store.append(log_mel(batch, self.mel, self.sample_rate).cpu().numpy())
+            self.pending.clear()
 
 
 def build_mel_cache(
     entries: Sequence[Entry],
-    audio: AudioConfig,
+    policy: ClipPolicy,
     mel: MelConfig,
     out_path: Path,
     device: torch.device,
-    batch_size: int = 64,
+    workers: int = 0,
+    batch_size: int = 16,
     progress: bool = True,
-) -> tuple[list[Prepared], list[Rejected]]:
-    """Write mels (N_accepted, n_mels, frames) float32 to out_path atomically."""
-    frames = shapes.mel_frames(audio.clip_samples, mel.n_fft, mel.hop_length)
-    tmp = out_path.with_name(f".{out_path.name}.tmp")
-    store = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(max(1, len(entries)), mel.n_mels, frames))
-    prepared: list[Prepared] = []
-    rejected: list[Rejected] = []
-    pending: list[np.ndarray] = []
-    for entry, outcome in tqdm(_read_all(entries, audio), total=len(entries), desc="prepare", disable=not progress):
-        if isinstance(outcome, str):
-            rejected.append(Rejected(entry, outcome))
-            continue
-        prepared.append(Prepared(entry, len(prepared), outcome.conversions))
-        pending.append(outcome.audio)
-        if len(pending) == batch_size:
-            _store_mels(store, len(prepared) - len(pending), pending, mel, audio.sample_rate, device)
-    _store_mels(store, len(prepared) - len(pending), pending, mel, audio.sample_rate, device)
-    store.flush()
-    del store
-    _finalise(tmp, out_path, len(prepared))
-    return prepared, rejected
+) -> CacheResult:
+    """Write the mels (clips, n_mels, frames) float32 of every usable clip to out_path, atomically.
 
-
-def _store_mels(store: np.ndarray, first: int, pending: list[np.ndarray], mel: MelConfig, sample_rate: int,
-                device: torch.device) -> None:
-    """Log-mels of the pending clips into store[first:], in one batch; empties `pending`."""
-    if pending:
-        batch = torch.from_numpy(np.stack(pending)).to(device)
-        store[first : first + len(pending)] = log_mel(batch, mel, sample_rate).cpu().numpy()
-        pending.clear()
-
-
-def _read_all(entries: Sequence[Entry], audio: AudioConfig) -> Iterator[tuple[Entry, object]]:
-    def read(entry: Entry):
-        try:
-            return entry, read_clip(entry.path, audio.sample_rate, audio.clip_samples)
-        except AudioError as err:
-            return entry, str(err)
-
-    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        for first in range(0, len(entries), READ_CHUNK):  # bounded read-ahead
-            yield from pool.map(read, entries[first : first + READ_CHUNK])
-
-
-def _finalise(tmp: Path, out_path: Path, rows: int) -> None:
-    """Move the temporary array into place, keeping only its first `rows` rows (the accepted clips)."""
-    full = np.load(tmp, mmap_mode="r")
-    if rows == full.shape[0]:
-        del full
-        os.replace(tmp, out_path)
-        return
-    save_npy_atomic(out_path, full[:rows])
-    del full
-    tmp.unlink()
+    batch_size clips per log-mel call: the STFT's transient memory grows with it (~5 MB per 4 s clip).
+    """
+    frames = shapes.mel_frames(policy.clip_samples, mel.n_fft, mel.hop_length)
+    result, first_seen = CacheResult(), {}
+    with npy_rows_atomic(out_path, (mel.n_mels, frames)) as store:
+        batch = _MelBatch(store, mel, policy.sample_rate, device, batch_size)
+        outcomes = ingest_all(entries, policy, workers)
+        for entry, outcome in tqdm(outcomes, total=len(entries), desc="prepare", unit="file", disable=not progress):
+            if isinstance(outcome, Rejected):
+                result.rejected.append(Excluded(entry, outcome.reason))
+                continue
+            original = first_seen.setdefault(outcome.digest, entry.path)
+            if original != entry.path:
+                result.duplicates.append(Excluded(entry, f"duplicate: the same bytes as {original}, used there"))
+                continue
+            for clip in outcome.clips:
+                result.prepared.append(Prepared(entry, len(result.prepared), clip.offset, clip.conversions, outcome.notes))
+                batch.add(clip.audio)
+        batch.flush()
+    return result

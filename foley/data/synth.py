@@ -35,6 +35,7 @@ CLIP_NAME_DIGITS = 4
 MIN_SAMPLE_RATE = 8000
 BUTTERWORTH_Q = 1 / np.sqrt(2)
 RAIN_DROP_PITCHES = 4
+DCASE_DEV_COUNTS = (617, 703, 777, 800, 581, 741, 631)  # the DCASE 2023 Task 7 development set: 4,850 clips
 
 Recipe = Callable[[np.random.Generator, int, int], np.ndarray]
 Span = tuple[float, float]
@@ -318,7 +319,7 @@ def write_synthetic_set(
     root: Path,
     class_names: Sequence[str],
     eval_class_names: Sequence[str],
-    train_per_class: int,
+    train_per_class: int | Sequence[int],
     reference_per_class: int,
     seed: int,
     sample_rate: int = 22050,
@@ -327,23 +328,34 @@ def write_synthetic_set(
 ) -> SyntheticSet:
     """Write the dev (training) and eval (reference) sets under root, in the DCASE layouts.
 
+    train_per_class: one count for every class, or one count per class (DCASE_DEV_COUNTS: the
+    DCASE 2023 development set's).
+
     Class i is rendered by RECIPES[eval_class_names[i]]. Files are written atomically; rewriting
     gives the same bytes, and numbered clips left over from a larger earlier set are removed, so
     each class folder holds exactly this set.
     """
     _check_classes(class_names, eval_class_names)
     synthetic = SyntheticSet(dev_dir=Path(root) / "dev", eval_dir=Path(root) / "eval")
+    train_counts = _per_class(train_per_class, len(class_names))
     splits = (
-        ("dev", synthetic.dev_dir, class_names, train_per_class),
-        ("eval", synthetic.eval_dir, eval_class_names, reference_per_class),
+        ("dev", synthetic.dev_dir, class_names, train_counts),
+        ("eval", synthetic.eval_dir, eval_class_names, _per_class(reference_per_class, len(class_names))),
     )
-    total = len(class_names) * (train_per_class + reference_per_class)
+    total = sum(sum(counts) for *_, counts in splits)
     with tqdm(total=total, desc="synthetic set", unit="clip", disable=not progress) as bar:
-        for split, split_dir, folder_names, count in splits:
+        for split, split_dir, folder_names, counts in splits:
             for class_index, (folder, key) in enumerate(zip(folder_names, eval_class_names)):
-                seeds = [clip_seed(seed, split, class_index, i) for i in range(1, count + 1)]
+                seeds = [clip_seed(seed, split, class_index, i) for i in range(1, counts[class_index] + 1)]
                 _write_class(split_dir / folder, key, seeds, sample_rate, num_samples, bar)
     return synthetic
+
+
+def _per_class(count: int | Sequence[int], classes: int) -> tuple[int, ...]:
+    counts = (count,) * classes if isinstance(count, int) else tuple(count)
+    if len(counts) != classes:
+        raise DataError(f"synthetic set: {len(counts)} clip counts for {classes} classes; give one count, or one per class")
+    return counts
 
 
 def _write_class(

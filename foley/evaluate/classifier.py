@@ -26,7 +26,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from foley.audio.clips import log_mel, read_clip
+from foley.audio.clips import read_clip
+from foley.audio.mel import log_mel
 from foley.config import MelConfig
 from foley.util.atomic import atomic_path
 

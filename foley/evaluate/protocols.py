@@ -2,17 +2,22 @@
 
 dcase2023 is the official DCASE 2023 Task 7 evaluator (dcase2023_task7_eval_fad), step for step:
 - the wav's samples as scipy.io.wavfile reads them (int16 values, -32768..32767), not resampled:
-  the 22,050 Hz clips are fed as if they were at the embedder's 16 kHz;
+  the 22,050 Hz clips are fed as if they were at the embedder's 16 kHz (other formats, accepted only
+  with relaxed checks, are read by libsndfile as int16 values);
 - each clip divided by max(0.1, max(x)): its positive peak (not the absolute one), floored at 0.1;
 - windows of 16,000 samples every 8,000, partial windows dropped: 10 per 88,200-sample clip;
 - for VGGish each window gives one 96-frame example (98 frames fit; the example framing keeps 96);
 - inputs checked as the evaluator's FADWrapper does: 100 wav files per class folder, 22,050 Hz,
   mono, 88,200 samples (and 16-bit PCM, which its int16 reading assumes); every offender is reported.
-standard is VGGish as frechet-audio-distance and fadtk use it:
-- the clip read as floats in [-1, 1], channels averaged, resampled to 16 kHz (foley.audio.clips.resample);
+standard is VGGish as fadtk uses it:
+- the clip (any format libsndfile reads) as floats in [-1, 1], channels averaged, resampled to the
+  embedder's rate (16 kHz for VGGish) with fadtk's resampler (foley.audio.resampling.kaiser_best:
+  torchaudio's Kaiser-windowed sinc with the "kaiser_best" constants; fadtk then stores the result
+  as 16-bit PCM, which foley does not);
 - contiguous non-overlapping 0.96 s examples over the whole clip, i.e. windows of 15,600 samples
   every 15,360 (exactly the examples VGGish's own framing cuts from the clip's log-mel); a clip
   shorter than one window is zero-padded to one, as fadtk pads short clips.
+Clip files are found by content (foley.audio.formats) and must be whole (foley.audio.integrity).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,10 +36,14 @@ import numpy as np
 import soundfile as sf
 from scipy.io import wavfile
 
-from foley.audio.clips import resample, to_pcm16
+from foley.audio.clips import to_pcm16
+from foley.audio.formats import container_of, list_folder
+from foley.audio.integrity import check_complete
+from foley.audio.resampling import FAD_RESAMPLER, kaiser_best
 from foley.util.errors import AudioError, DataError, FoleyError
 
 PEAK_FLOOR = 0.1  # the evaluator's 10 ** (-20 dB / 20): quiet clips are raised by at most 20 dB
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -66,7 +76,7 @@ class Framing:
     sample_rate: int
     window: int  # samples per window; 0: the whole clip is one window
     step: int
-    resample: bool  # resample clips to sample_rate (False: feed the samples as they are)
+    resampler: str | None  # how clips are resampled to sample_rate (None: the samples are fed as they are)
     pcm_values: bool  # 16-bit PCM as integer values (True) or as floats in [-1, 1]
     peak_normalise: bool
     pad_short: bool  # zero-pad a clip shorter than one window (False: it gives no window)
@@ -91,7 +101,7 @@ class Protocol:
     sample_rate: int | None  # None: the embedder's rate
     window: int | None  # None: the embedder's window (0: the whole clip)
     step: int | None  # None: the embedder's hop
-    resample: bool
+    resampler: str | None
     pcm_values: bool
     peak_normalise: bool
     pad_short: bool
@@ -106,16 +116,16 @@ class Protocol:
             )
         window = embedder.window if self.window is None else self.window
         step = embedder.hop if self.step is None else self.step
-        return Framing(self.name, embedder.sample_rate, window, step, self.resample, self.pcm_values,
+        return Framing(self.name, embedder.sample_rate, window, step, self.resampler, self.pcm_values,
                        self.peak_normalise, self.pad_short)
 
 
 DCASE2023 = Protocol(
-    name="dcase2023", sample_rate=16000, window=16000, step=8000, resample=False, pcm_values=True,
+    name="dcase2023", sample_rate=16000, window=16000, step=8000, resampler=None, pcm_values=True,
     peak_normalise=True, pad_short=False, official_checks=True,
 )
 STANDARD = Protocol(
-    name="standard", sample_rate=None, window=None, step=None, resample=True,
+    name="standard", sample_rate=None, window=None, step=None, resampler=FAD_RESAMPLER,
     pcm_values=False, peak_normalise=False, pad_short=True, official_checks=False,
 )
 
@@ -172,18 +182,25 @@ def read_samples(source: ClipSource, framing: Framing, data: bytes | None = None
         elif np.issubdtype(samples.dtype, np.integer):
             samples = samples / 32768.0
     else:
-        stream = io.BytesIO(Path(source).read_bytes() if data is None else data)
-        try:
-            if framing.pcm_values:
-                rate, samples = wavfile.read(stream)
-            else:
-                samples, rate = sf.read(stream, dtype="float64", always_2d=True)
-        except Exception as err:  # scipy and libsndfile report unreadable files through many error types
-            raise AudioError(f"unreadable as a wav file ({err})") from None
+        samples, rate = _read_file(Path(source).read_bytes() if data is None else data, framing)
     samples = _mono(np.asarray(samples, dtype=np.float64))
-    if framing.resample and rate != framing.sample_rate:
-        samples = resample(samples, rate, framing.sample_rate).astype(np.float64)
+    if framing.resampler is not None and rate != framing.sample_rate:
+        samples = kaiser_best(samples, rate, framing.sample_rate)
     return samples
+
+
+def _read_file(data: bytes, framing: Framing) -> tuple[np.ndarray, int]:
+    """A whole file's samples and rate: int16 values under pcm_values (scipy's reading for WAV, as
+    the official evaluator), else floats in [-1, 1]."""
+    check_complete(data)
+    try:
+        if framing.pcm_values and container_of(data[:16]) == "WAV":
+            rate, samples = wavfile.read(io.BytesIO(data))
+            return samples, rate
+        samples, rate = sf.read(io.BytesIO(data), dtype="int16" if framing.pcm_values else "float64", always_2d=True)
+    except Exception as err:  # scipy and libsndfile report unreadable files through many error types
+        raise AudioError(f"unreadable as audio ({err})") from None
+    return samples, rate
 
 
 # ---------------------------------------------------------------------------------------------
@@ -197,6 +214,7 @@ class InputRequirements:
     channels: int = 1
     num_samples: int = 88200
     subtype: str = "PCM_16"
+    format: str = "WAV"
 
 
 OFFICIAL_INPUTS = InputRequirements()
@@ -209,12 +227,17 @@ class InputProblem:
 
 
 def class_files(root: str | Path, class_names: Sequence[str]) -> dict[str, list[Path]]:
-    """The .wav files of root/<class>/ for each class, sorted; DataError names missing folders."""
+    """The audio files of root/<class>/ for each class (any format, by content), sorted; the entries
+    skipped (hidden, sub-folders, not audio) are named in a warning. DataError names missing folders."""
     root = Path(root)
     missing = [name for name in class_names if not (root / name).is_dir()]
     if missing:
-        raise DataError(f"'{root}' has no class folder(s) {', '.join(missing)} (expected {root}/<class>/*.wav)")
-    return {name: sorted(p for p in (root / name).iterdir() if p.suffix == ".wav") for name in class_names}
+        raise DataError(f"'{root}' has no class folder(s) {', '.join(missing)} (expected {root}/<class>/<audio files>)")
+    listings = {name: list_folder(root / name) for name in class_names}
+    skipped = [f"{s.path} ({s.reason})" for listing in listings.values() for s in listing.skipped]
+    if skipped:
+        log.warning("%d entries of '%s' are not clips and are skipped: %s", len(skipped), root, "; ".join(skipped))
+    return {name: list(listing.audio) for name, listing in listings.items()}
 
 
 def _file_problems(path: Path, need: InputRequirements) -> list[str]:
@@ -223,6 +246,8 @@ def _file_problems(path: Path, need: InputRequirements) -> list[str]:
     except Exception as err:  # libsndfile reports unreadable files through its own error types
         return [f"unreadable ({str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__})"]
     found = []
+    if info.format != need.format:
+        found.append(f"format {info.format}, expected {need.format}")
     if info.samplerate != need.sample_rate:
         found.append(f"sample rate {info.samplerate} Hz, expected {need.sample_rate}")
     if info.channels != need.channels:
@@ -241,7 +266,7 @@ def check_inputs(
     problems = []
     for name, files in files_by_class.items():
         if len(files) != need.clips_per_class:
-            problems.append(InputProblem(name, f"{len(files)} wav files, expected exactly {need.clips_per_class}"))
+            problems.append(InputProblem(name, f"{len(files)} audio files, expected exactly {need.clips_per_class}"))
         for path in files:
             problems += [InputProblem(str(path), text) for text in _file_problems(Path(path), need)]
     return problems

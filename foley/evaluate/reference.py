@@ -123,7 +123,7 @@ def reference_from_folder(
     relax_checks: bool = False,
     options: EmbedOptions = EmbedOptions(),
 ) -> ReferenceStats:
-    """Statistics of root/<class>/*.wav per class; under dcase2023 the official input checks apply."""
+    """Statistics of root/<class>/<audio files> per class; under dcase2023 the official input checks apply."""
     files = class_files(root, class_names)
     if protocol.official_checks:
         enforce_inputs(files, relax_checks)
@@ -139,7 +139,7 @@ def load_reference(
     relax_checks: bool = False,
     options: EmbedOptions = EmbedOptions(),
 ) -> ReferenceStats:
-    """Reference statistics from an .npz, a folder of <class>/gt_embedding.pkl, or a folder of <class>/*.wav.
+    """Reference statistics from an .npz, a folder of <class>/gt_embedding.pkl, or a folder of <class>/<audio files>.
 
     Clips need the embedder and protocol, and are embedded with options.
     """

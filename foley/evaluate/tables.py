@@ -20,7 +20,14 @@ FAD_FIELDS = (
 FLOOR_FIELDS = ("floor",) + FAD_FIELDS
 FLOOR_TITLES = {"vocoder": "vocoder floor", "reconstruction": "reconstruction floor"}
 ACCURACY_FIELDS = ("set", "class", "clips", "correct", "accuracy", "classifier")
-ACCURACY_TITLES = {"real": "held-out real (ceiling)", **FLOOR_TITLES, "generated": "generated"}
+ACCURACY_TITLES = {"real": "held-out real (ceiling)", "generated": "generated"}  # and the floors: floor_title
+
+
+def floor_title(floor: str) -> str:
+    """A floor's column title; reconstruction_k is the reconstruction floor with the first k levels."""
+    if floor in FLOOR_TITLES:
+        return FLOOR_TITLES[floor]
+    return f"reconstruction floor, first {floor.rsplit('_', 1)[1]} levels"
 
 
 @dataclass(frozen=True)
@@ -109,7 +116,8 @@ def render_class_accuracy(results: Mapping[str, ClassAccuracy], note: str) -> li
     if not results:
         return lines
     names = next(iter(results.values())).class_names
-    lines += ["| class | " + " | ".join(ACCURACY_TITLES[k] for k in results) + " |", "|---|" + "---|" * len(results)]
+    titles = [ACCURACY_TITLES.get(k) or floor_title(k) for k in results]
+    lines += ["| class | " + " | ".join(titles) + " |", "|---|" + "---|" * len(results)]
     for c, name in enumerate(names):
         lines.append(f"| {name} | " + " | ".join(_percent(r.per_class[c], int(r.clips[c])) for r in results.values()) + " |")
     lines += ["| **mean** | " + " | ".join(f"**{r.mean:.1%}**" for r in results.values()) + " |", ""]
@@ -167,7 +175,7 @@ def render_floors(generated: SetScores, floors: Mapping[str, SetScores], note: s
     lines = ["## Quality floors", "", note, ""]
     if not floors:
         return lines
-    sets = {**{FLOOR_TITLES[k]: v for k, v in floors.items()}, "generated": generated}
+    sets = {**{floor_title(k): v for k, v in floors.items()}, "generated": generated}
     lines += [
         "| class | " + " | ".join(f"{title} ({_clip_count(r)} clips)" for title, r in sets.items()) + " |",
         "|---|" + "---|" * len(sets),

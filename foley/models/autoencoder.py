@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from foley.audio.clips import LOG_CLAMP
+from foley.audio.mel import LOG_CLAMP
+from foley.models.band_loss import MelBands
 from foley.quantize.base import QuantizedResult, Quantizer
 from foley.util import shapes
 
@@ -165,10 +166,22 @@ class Autoencoder(nn.Module):
 
 
 def autoencoder_loss(
-    model: Autoencoder, mel: torch.Tensor, commitment_weight: float
+    model: Autoencoder, mel: torch.Tensor, commitment_weight: float, bands: MelBands | None = None
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """Named losses of one batch (loss = MSE + commitment_weight * commitment) and its codes."""
+    """Named losses of one batch (`named_losses`) and its codes."""
     recon, result = model(mel)
-    mse = F.mse_loss(recon.float(), mel)
-    losses = {"loss": mse + commitment_weight * result.commitment, "recon/mse": mse, "vq/commitment": result.commitment}
-    return losses, result.codes
+    return named_losses(recon.float(), mel, result.commitment, commitment_weight, bands), result.codes
+
+
+def named_losses(recon: torch.Tensor, mel: torch.Tensor, commitment: torch.Tensor, commitment_weight: float,
+                 bands: MelBands | None = None) -> dict[str, torch.Tensor]:
+    """loss = reconstruction + commitment_weight * commitment, where the reconstruction is the MSE,
+    or with `bands` the band-weighted MSE (then each band's MSE is logged as recon/band_i too)."""
+    mse = F.mse_loss(recon, mel)
+    reconstruction, per_band = mse, {}
+    if bands is not None:
+        errors = bands.errors(recon, mel)
+        reconstruction = bands.combine(errors)
+        per_band = {f"recon/band_{i}": error for i, error in enumerate(errors)}
+    return {"loss": reconstruction + commitment_weight * commitment, "recon/mse": mse, **per_band,
+            "vq/commitment": commitment}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from foley.config import AutoencoderConfig, PriorConfig, section_from_dict, to_plain
+from foley.config import AutoencoderConfig, PriorConfig, section_from_dict, to_plain, with_base_defaults
 from foley.models.autoencoder import Autoencoder
 from foley.models.pixelsnail import PixelSNAIL
 from foley.registry import QUANTIZERS
@@ -57,7 +57,7 @@ def prior_spec(model: PixelSNAIL, section: PriorConfig) -> dict:
 def load_autoencoder(path: str | Path) -> tuple[Autoencoder, AutoencoderConfig]:
     payload = load_checkpoint(path, kind="autoencoder")
     spec = payload["model_config"]
-    section = section_from_dict(AutoencoderConfig, spec["autoencoder"], "autoencoder")
+    section = section_from_dict(AutoencoderConfig, with_base_defaults("autoencoder", spec["autoencoder"]), "autoencoder")
     model = build_autoencoder(section, tuple(spec["input_shape"]))
     _load_state(model, payload, path)
     return model, section
@@ -66,7 +66,7 @@ def load_autoencoder(path: str | Path) -> tuple[Autoencoder, AutoencoderConfig]:
 def load_prior(path: str | Path) -> tuple[PixelSNAIL, PriorConfig]:
     payload = load_checkpoint(path, kind="prior")
     spec = payload["model_config"]
-    section = section_from_dict(PriorConfig, spec["prior"], "prior")
+    section = section_from_dict(PriorConfig, with_base_defaults("prior", spec["prior"]), "prior")
     model = build_prior(section, tuple(spec["map_shape"]), spec["vocab_size"], spec["n_classes"])
     _load_state(model, payload, path)
     return model, section

@@ -2,7 +2,9 @@
 
 Clip `index` of class `class_id` always comes from the seed clip_seed(seed, class_id, index),
 so a clip does not depend on the batch size or on which other clips are generated with it.
-Codes come from the fast sampler (foley.sample.fast), which draws the reference's maps.
+Codes come from the fast sampler (foley.sample.fast), which draws the reference's maps. The prior
+draws whole maps; with settings.levels = k > 0 only the first k quantizer levels are decoded
+(for an autoencoder trained with quantizer dropout), so clips cost k levels' bitrate.
 """
 
 from __future__ import annotations
@@ -64,7 +66,8 @@ def generate(
         maps = sampler(labels, seeds, settings.temperature, settings.top_k, guidance=settings.guidance)
         codes.append(maps.cpu().numpy())
         for one_map in maps.split(1):  # one clip at a time: float rounding must not depend on the batch
-            mel = autoencoder.decode_codes(unstack_levels(one_map, autoencoder.levels, stack))
+            levels = unstack_levels(one_map, autoencoder.levels, stack)
+            mel = autoencoder.decode_codes(levels[:, : settings.levels or autoencoder.levels])
             mels.append(mel.float().cpu().numpy())
             audio.append(fit_length(vocoder(mel)[0].float().cpu().numpy(), num_samples)[0])
     return Generated(codes=np.concatenate(codes), mels=np.concatenate(mels), audio=np.stack(audio))

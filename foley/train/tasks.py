@@ -14,9 +14,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from foley.models.autoencoder import Autoencoder, autoencoder_loss
+from foley.config import LossConfig
+from foley.models.autoencoder import Autoencoder, autoencoder_loss, named_losses
+from foley.models.band_loss import MelBands
 from foley.models.pixelsnail import loss_and_accuracy
 from foley.quantize.ema import usage_from_counts
+from foley.train.balancer import LossBalancer
 from foley.train.batches import BatchShare, share_of
 from foley.util import distributed
 from foley.util.device import autocast
@@ -44,10 +47,14 @@ class AdamTask:
             losses = self.losses(batch, self.network)
         self.optimizer.zero_grad(set_to_none=True)
         (losses["loss"] * share.gradient_scale).backward()
+        self.step_optimizer()
+        return {key: float(value.detach()) for key, value in losses.items()}
+
+    def step_optimizer(self) -> None:
+        """One Adam step, then the learning-rate schedule's."""
         self.optimizer.step()
         if self.scheduler is not None:
             self.scheduler.step()
-        return {key: float(value.detach()) for key, value in losses.items()}
 
     def end_epoch(self, epoch: int) -> dict[str, float]:
         return {}
@@ -81,22 +88,53 @@ class AdamTask:
 
 
 class AutoencoderTask(AdamTask):
-    """MSE + beta * commitment; logs each level's codebook perplexity and unused codes per epoch."""
+    """Reconstruction + beta * commitment (`named_losses`); logs each level's codebook perplexity and
+    unused codes per epoch. `loss` (autoencoder.loss; None = the plain MSE) adds the band-weighted
+    MSE and EnCodec's balancer: then the bands' losses reach the decoder output as the balancer's
+    gradient, and the commitment, which does not depend on that output, is added unbalanced."""
 
     def __init__(self, model: Autoencoder, commitment_weight: float, lr: float, device: torch.device,
                  amp: bool = False, val_mels: torch.Tensor | None = None, val_batch_size: int = 16,
-                 lr_factor: Callable[[int], float] | None = None):
+                 loss: LossConfig | None = None, lr_factor: Callable[[int], float] | None = None):
         super().__init__(model, lr, device, amp, lr_factor)
         self.commitment_weight = commitment_weight
         self.val_mels, self.val_batch_size = val_mels, val_batch_size
         self.counts = torch.zeros(model.levels, model.quantizer.size, dtype=torch.long)
+        self.bands = band_setup(loss, model.input_shape[0])
+        self.balancer = None
+        if loss is not None and loss.balancer:
+            weights = ({f"recon/band_{i}": w for i, w in enumerate(self.bands.weights)} if self.bands
+                       else {"recon/mse": 1.0})
+            self.balancer = LossBalancer(weights, loss.balancer_total_norm, loss.balancer_decay)
 
     def losses(self, batch: tuple[torch.Tensor, ...], network: nn.Module) -> dict[str, torch.Tensor]:
-        losses, codes = autoencoder_loss(network, batch[0], self.commitment_weight)
+        losses, codes = autoencoder_loss(network, batch[0], self.commitment_weight, self.bands)
         if network.training:
-            for level in range(codes.shape[1]):
-                self.counts[level] += torch.bincount(codes[:, level].reshape(-1).cpu(), minlength=self.counts.shape[1])
+            self._count(codes)
         return losses
+
+    def _count(self, codes: torch.Tensor) -> None:
+        for level in range(codes.shape[1]):
+            self.counts[level] += torch.bincount(codes[:, level].reshape(-1).cpu(), minlength=self.counts.shape[1])
+
+    def train_step(self, batch: tuple[torch.Tensor, ...], share: BatchShare) -> dict[str, float]:
+        if self.balancer is None:
+            return super().train_step(batch, share)
+        self.network.train()
+        mel = batch[0].to(self.device, non_blocking=True)
+        with autocast(self.device, self.amp):
+            recon, result = self.network(mel)
+        self._count(result.codes)
+        output = recon.float()
+        probe = output.detach().requires_grad_()
+        losses = named_losses(probe, mel, result.commitment, self.commitment_weight, self.bands)
+        gradient, scales = self.balancer.output_gradient(losses, probe, share)
+        self.optimizer.zero_grad(set_to_none=True)
+        commitment = result.commitment * (self.commitment_weight * share.gradient_scale)
+        torch.autograd.backward([output, commitment], [gradient * share.gradient_scale, torch.ones_like(commitment)])
+        self.step_optimizer()
+        logged = {key: float(value.detach()) for key, value in losses.items()}
+        return {**logged, **{f"balancer/scale_{name.split('/')[-1]}": s for name, s in scales.items()}}
 
     def end_epoch(self, epoch: int) -> dict[str, float]:
         usage = usage_from_counts(distributed.summed(self.counts))
@@ -108,6 +146,22 @@ class AutoencoderTask(AdamTask):
         if self.val_mels is not None and len(self.val_mels):
             metrics.update(self.validate((self.val_mels,), self.val_batch_size))
         return metrics
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        return state if self.balancer is None else {**state, "balancer": self.balancer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        if self.balancer is not None and "balancer" in state:
+            self.balancer.load_state_dict(state["balancer"])
+
+
+def band_setup(loss: LossConfig | None, n_mels: int) -> MelBands | None:
+    """The mel bands of autoencoder.loss, or None for the plain MSE (no section, or one band)."""
+    if loss is None or loss.mel_bands == 1:
+        return None
+    return MelBands.equal(n_mels, loss.mel_bands, loss.band_weights)
 
 
 class PriorTask(AdamTask):

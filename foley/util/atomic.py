@@ -53,6 +53,45 @@ def save_npy_atomic(path: str | Path, array: np.ndarray) -> None:
             np.save(handle, array, allow_pickle=False)
 
 
+NPY_HEADER_BYTES = 128  # a version 1.0 .npy header padded to this length, so the final shape can be written over it
+
+
+def npy_header(shape: tuple[int, ...], dtype: np.dtype) -> bytes:
+    """A .npy version 1.0 header of NPY_HEADER_BYTES for a C-ordered array of this shape and dtype."""
+    text = repr({"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": tuple(shape)})
+    body = text.encode("latin1").ljust(NPY_HEADER_BYTES - 11) + b"\n"
+    if len(body) != NPY_HEADER_BYTES - 10:
+        raise ValueError(f"array description too long for a {NPY_HEADER_BYTES}-byte .npy header: {text}")
+    return b"\x93NUMPY\x01\x00" + len(body).to_bytes(2, "little") + body
+
+
+class NpyRows:
+    """Rows appended to an open .npy file whose header is rewritten with the final row count."""
+
+    def __init__(self, handle: io.BufferedWriter, row_shape: tuple[int, ...], dtype: np.dtype) -> None:
+        self.handle, self.row_shape, self.dtype, self.rows = handle, tuple(row_shape), np.dtype(dtype), 0
+
+    def append(self, rows: np.ndarray) -> None:
+        rows = np.ascontiguousarray(rows, dtype=self.dtype)
+        if rows.shape[1:] != self.row_shape:
+            raise ValueError(f"rows of shape {rows.shape[1:]} appended to an array of rows {self.row_shape}")
+        self.handle.write(rows.tobytes())
+        self.rows += rows.shape[0]
+
+
+@contextmanager
+def npy_rows_atomic(path: str | Path, row_shape: tuple[int, ...], dtype: np.dtype = np.float32) -> Iterator[NpyRows]:
+    """Stream rows into `path` as one .npy array (rows, *row_shape), written atomically: memory holds
+    only what the caller appends at a time."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            handle.write(npy_header((0, *row_shape), dtype))
+            writer = NpyRows(handle, row_shape, dtype)
+            yield writer
+            handle.seek(0)
+            handle.write(npy_header((writer.rows, *row_shape), dtype))
+
+
 def write_csv(path: str | Path, fields: Sequence[str], rows: Sequence[dict]) -> None:
     """A CSV with a header row, atomically."""
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:

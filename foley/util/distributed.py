@@ -11,8 +11,9 @@ What is kept identical across ranks, and how:
   training, the EMA codebooks, stay identical because their statistics are summed over ranks
   before each update (`summed`); a copy would hide a rank that drifted and throw away what the
   others learned.
-- random choices that must agree (a codebook's data init, dead-code restarts): every rank draws,
-  rank 0's draw is used (`draw_rows`), so the RNG streams stay in step as well.
+- random choices that must agree (a codebook's data or k-means init, dead-code restarts, how many
+  quantizer levels a step uses): every rank draws, rank 0's draw is used (`draw_rows`,
+  `from_main`), so the RNG streams stay in step as well.
 - work one process must do alone (writing files, the stages that do not train) runs on rank 0
   while the others wait for its result (`on_main`). They wait over a gloo group whose timeout is
   a week, so a long stage on rank 0 cannot time them out; when a process dies, torchrun stops the
@@ -154,12 +155,34 @@ def draw_rows(rows: torch.Tensor, count: int) -> torch.Tensor:
     sizes = summed(sizes)
     first, total = int(sizes[: rank()].sum()), int(sizes.sum())
     picks = torch.randint(0, total, (count,), device=rows.device)
-    picks = _from_main(picks)
+    picks = from_main(picks)
     local = picks - first
     mine = (local >= 0) & (local < rows.shape[0])
     chosen = rows.new_zeros(count, *rows.shape[1:])
     chosen[mine] = rows[local[mine]]
     return summed(chosen)
+
+
+def all_rows(rows: torch.Tensor) -> torch.Tensor:
+    """The rows of every rank concatenated in rank order, on every rank (`rows` itself in one process)."""
+    if not active():
+        return rows
+    sizes = torch.zeros(world_size(), dtype=torch.long, device=rows.device)
+    sizes[rank()] = rows.shape[0]
+    sizes = summed(sizes)
+    first = int(sizes[: rank()].sum())
+    pooled = rows.new_zeros(int(sizes.sum()), *rows.shape[1:])
+    pooled[first : first + rows.shape[0]] = rows
+    return summed(pooled)
+
+
+def from_main(tensor: torch.Tensor) -> torch.Tensor:
+    """Rank 0's copy of `tensor`, on every rank (`tensor` itself in one process)."""
+    if not active():
+        return tensor
+    copy = tensor.to(_collective_device(), copy=True)
+    dist.broadcast(copy, src=0)
+    return copy.to(tensor.device)
 
 
 def on_main(action: Callable[[], T]) -> T:
@@ -183,13 +206,6 @@ def _broadcast_object(value: Any) -> Any:
     box = [value]
     dist.broadcast_object_list(box, src=0, group=_wait_group)
     return box[0]
-
-
-def _from_main(tensor: torch.Tensor) -> torch.Tensor:
-    """Rank 0's copy of `tensor`, on every rank."""
-    copy = tensor.to(_collective_device(), copy=True)
-    dist.broadcast(copy, src=0)
-    return copy.to(tensor.device)
 
 
 def _collective_device() -> torch.device:

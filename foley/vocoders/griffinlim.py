@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from foley.audio.clips import mel_basis
+from foley.audio.mel import mel_basis
 from foley.config import Config, GriffinLimConfig, MelConfig
 
 MAX_LOG_MEL = 20.0

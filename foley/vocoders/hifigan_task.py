@@ -59,10 +59,15 @@ def training_config(config: Config) -> HiFiGANConfig:
 
 
 class ClipDataset(Dataset):
-    """Clips made to the clip policy and peak-normalised, as (num_samples,) float32 tensors."""
+    """Clips made to the clip policy and peak-normalised, as (num_samples,) float32 tensors.
 
-    def __init__(self, paths: Sequence[str | Path], sample_rate: int, num_samples: int) -> None:
+    offsets: each clip's first sample in its converted recording (prepare's index.csv; None: all 0).
+    """
+
+    def __init__(self, paths: Sequence[str | Path], sample_rate: int, num_samples: int,
+                 offsets: Sequence[int] | None = None) -> None:
         self.paths, self.sample_rate, self.num_samples = list(paths), sample_rate, num_samples
+        self.offsets = list(offsets) if offsets is not None else [0] * len(self.paths)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -70,7 +75,7 @@ class ClipDataset(Dataset):
     def __getitem__(self, index: int) -> torch.Tensor:
         path = self.paths[index]
         try:
-            clip = read_clip(path, self.sample_rate, self.num_samples)
+            clip = read_clip(path, self.sample_rate, self.num_samples, self.offsets[index])
         except AudioError as err:
             raise AudioError(f"'{path}': {err}") from None
         return peak_normalize(torch.from_numpy(clip.audio))

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch.optim.lr_scheduler import ExponentialLR
 
-from foley.audio.clips import log_mel
+from foley.audio.mel import log_mel
 from foley.models.hifigan import Generator, HiFiGANConfig, check_state_matches, official_key_names
 from foley.models.hifigan_discriminators import DiscriminatorOutput, MultiPeriodDiscriminator, MultiScaleDiscriminator
 from foley.util.atomic import write_text_atomic

@@ -122,7 +122,7 @@ def cmd_bench_fad(args: argparse.Namespace) -> int:
     else:
         embedder = build_embedder(args.embedder, weights_from(args), device)
     framing = protocol.framing(embedder)
-    clip_rate = 22050 if not framing.resample else framing.sample_rate
+    clip_rate = 22050 if framing.resampler is None else framing.sample_rate
     per_clip = clip_windows(np.ones(CLIP_SECONDS * clip_rate), framing).shape[0]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"embedder {embedder.name}{' (random weights: speed only, embeddings meaningless)' if random_weights else ''}, "

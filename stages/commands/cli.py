@@ -76,8 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     synth = commands.add_parser("synth-data", parents=[common], help="write the built-in synthetic Foley set (DCASE layouts)")
     synth.add_argument("dir", type=Path)
-    synth.add_argument("--per-class", type=int, default=100, help="training clips per class (default 100)")
-    synth.add_argument("--reference-per-class", type=int, help="held-out clips per class (default: --per-class)")
+    synth.add_argument("--per-class", default="100",
+                       help="training clips per class (default 100), or 'dcase': the DCASE 2023 development set's 4,850")
+    synth.add_argument("--reference-per-class", type=int, help="held-out clips per class (default: --per-class; 100 with dcase)")
     synth.add_argument("--seed", type=int, default=1234)
     synth.add_argument("--config", default="base", help="config giving class names and audio format")
     synth.set_defaults(handler=cmd_synth_data)
@@ -196,13 +197,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_synth_data(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    reference = args.reference_per_class or args.per_class
-    if args.per_class < 1 or reference < 1:
-        raise RunError("--per-class and --reference-per-class must be at least 1")
-    from foley.data.synth import write_synthetic_set
+    from foley.data.synth import DCASE_DEV_COUNTS, write_synthetic_set
 
+    if args.per_class != "dcase" and not args.per_class.isdigit():
+        raise RunError(f"--per-class takes a number of clips or 'dcase', got {args.per_class!r}")
+    per_class = DCASE_DEV_COUNTS if args.per_class == "dcase" else int(args.per_class)
+    reference = args.reference_per_class or (100 if args.per_class == "dcase" else per_class)
+    if per_class == 0 or reference < 1:
+        raise RunError("--per-class and --reference-per-class must be at least 1")
     result = write_synthetic_set(
-        args.dir, config.data.class_names, config.data.eval_class_names, args.per_class, reference,
+        args.dir, config.data.class_names, config.data.eval_class_names, per_class, reference,
         args.seed, config.audio.sample_rate, config.audio.clip_samples, progress=not args.quiet,
     )
     log.info("development layout: %s\nevaluation layout:  %s", result.dev_dir, result.eval_dir)

@@ -18,9 +18,9 @@ log = logging.getLogger("foley")
 
 def add_eval_commands(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     fad = commands.add_parser("fad", parents=[common], help="per-class FAD of a folder of clips against a reference")
-    fad.add_argument("generated_dir", type=Path, help="folder of <class>/*.wav")
+    fad.add_argument("generated_dir", type=Path, help="folder of <class>/<audio files>")
     fad.add_argument("--reference", type=Path, required=True,
-                     help="folder of <class>/*.wav, statistics .npz, or folder of <class>/gt_embedding.pkl "
+                     help="folder of <class>/<audio files>, statistics .npz, or folder of <class>/gt_embedding.pkl "
                           "(the official evaluator's data/eval)")
     fad.add_argument("--protocol", choices=PROTOCOLS.names(), required=True,
                      help="dcase2023 (the official evaluator) or standard (the embedder's rate and windows)")
@@ -67,9 +67,9 @@ def _weights_dest(name: str) -> str:
 
 def cmd_fad(args: argparse.Namespace) -> int:
     if not args.generated_dir.is_dir():
-        raise DataError(f"'{args.generated_dir}' is not a folder (expected {args.generated_dir}/<class>/*.wav)")
+        raise DataError(f"'{args.generated_dir}' is not a folder (expected {args.generated_dir}/<class>/<audio files>)")
     if not args.reference.exists():
-        raise DataError(f"reference '{args.reference}' does not exist (give a folder of <class>/*.wav, an .npz, "
+        raise DataError(f"reference '{args.reference}' does not exist (give a folder of <class>/<audio files>, an .npz, "
                         "or a folder of <class>/gt_embedding.pkl)")
     weights = weights_from(args)
     entry = EMBEDDERS.entry(args.embedder)
