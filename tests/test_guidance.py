@@ -163,13 +163,13 @@ def test_guidance_is_refused_without_a_null_label_and_when_negative():
 
 
 def test_a_prior_saved_before_label_dropout_existed_still_loads(tmp_path):
-    config = load_config("quick")
+    config = load_config("quick", ["prior.label_dropout=0", "prior.label_channels=1"])
     torch.manual_seed(0)
     prior = build_prior(config.prior, (3, 5), VOCAB, CLASSES).eval()
     spec = prior_spec(prior, config.prior)
-    del spec["prior"]["label_dropout"]  # as written before the key existed
+    del spec["prior"]["label_dropout"], spec["prior"]["label_channels"]  # as written before the keys existed
     path = tmp_path / "prior.pt"
     save_checkpoint(path, model_payload("prior", spec, prior))
     loaded, section = load_prior(path)
-    assert section.label_dropout == 0.0 and loaded.null_label is None
+    assert (section.label_dropout, section.label_channels) == (0.0, 1) and loaded.null_label is None
     assert torch.equal(sample_fast(loaded, LABELS, SEEDS), sample_fast(prior, LABELS, SEEDS))
