@@ -9,6 +9,7 @@ from foley.config import Config
 from foley.models.builders import build_prior, prior_spec
 from foley.stages.context import StageContext, train_model
 from foley.stages.stage import Stage
+from foley.train.schedule import schedule_for
 from foley.train.tasks import PriorTask
 
 MODEL_FILE = "prior.pt"
@@ -30,7 +31,8 @@ def run(config: Config, ctx: StageContext) -> dict:
     model = build_prior(section, tuple(codes.shape[1:]), vocab_size, config.class_count)
     model.to(ctx.device)
     spec = prior_spec(model, section)
-    task = PriorTask(model, section.train.lr, ctx.device, config.amp, val_set=val, val_batch_size=section.train.batch_size)
+    task = PriorTask(model, section.train.lr, ctx.device, config.amp, val_set=val, val_batch_size=section.train.batch_size,
+                     lr_factor=schedule_for(section.train, len(codes)))
     dataset = torch.utils.data.TensorDataset(codes, labels)
     summary = train_model(ctx, "prior", spec, model, task, dataset, section.train, config.seed, MODEL_FILE)
     parameters = sum(p.numel() for p in model.parameters())

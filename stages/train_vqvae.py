@@ -9,6 +9,7 @@ from foley.config import Config
 from foley.models.builders import autoencoder_spec, build_autoencoder
 from foley.stages.context import StageContext, read_index, train_model
 from foley.stages.stage import Stage
+from foley.train.schedule import schedule_for
 from foley.train.tasks import AutoencoderTask
 
 MODEL_FILE = "vqvae.pt"
@@ -30,6 +31,7 @@ def run(config: Config, ctx: StageContext) -> dict:
     task = AutoencoderTask(
         model, section.quantizer.commitment, section.train.lr, ctx.device, config.amp,
         val_mels=val, val_batch_size=section.train.batch_size, loss=section.loss,
+        lr_factor=schedule_for(section.train, len(train)),
     )
     dataset = torch.utils.data.TensorDataset(train)
     summary = train_model(ctx, "autoencoder", spec, model, task, dataset, section.train, config.seed, MODEL_FILE)
