@@ -20,9 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import yaml
 
-from foley.config import Config, config_from_dict, run_config
+from foley.config import Config, load_run_config, run_config
 from foley.evaluate.folders import FolderScores, score_folder
 from foley.stages import STAGE_NAMES
 from foley.stages.compare import compare_runs
@@ -44,6 +43,7 @@ class Clips:
     audio: np.ndarray
     sample_rate: int
     seed: int
+    guidance: float = 1.0
 
     def write(self, folder: str | Path, force: bool = False) -> list[Path]:
         """folder/0001.wav ... (16-bit mono); refuses to replace existing files unless `force`."""
@@ -59,17 +59,19 @@ class Run:
     config: Config
 
     def generate(self, class_name: str | int, n: int = 10, *, seed: int | None = None, device: str | None = None,
-                 progress: bool = False) -> Clips:
+                 progress: bool = False, guidance: float | None = None) -> Clips:
         """n new clips of a class (a name in either DCASE layout, or a class id). With the run's seed
-        (the default), clip i equals the run's sample i of that class."""
+        and guidance (the defaults), clip i equals the run's sample i of that class. `guidance`: a
+        classifier-free guidance scale (needs a prior trained with prior.label_dropout > 0)."""
         if n < 1:
             raise RunError("n must be at least 1")
         class_id = self.class_id(class_name)
-        generator = load_generator(self.config, self.artifact, resolve_device(device or self.config.device))
-        seed = self.config.seed if seed is None else seed
-        result = generate_for(self.config, generator, [class_id] * n, list(range(n)), seed, progress)
-        name = self.config.data.eval_class_names[class_id]
-        return Clips(name, result.audio, self.config.audio.sample_rate, seed)
+        config = self.config if guidance is None else load_run_config(self.path, [f"sample.guidance={guidance}"])
+        generator = load_generator(config, self.artifact, resolve_device(device or config.device))
+        seed = config.seed if seed is None else seed
+        result = generate_for(config, generator, [class_id] * n, list(range(n)), seed, progress)
+        name = config.data.eval_class_names[class_id]
+        return Clips(name, result.audio, config.audio.sample_rate, seed, config.sample.guidance)
 
     def scores(self) -> list[dict[str, str]]:
         """The rows of the run's evaluate/fad.csv (one per class, then the mean)."""
@@ -106,7 +108,7 @@ def load_run(path: str | Path) -> Run:
     config_path = path / "config.yaml"
     if not config_path.is_file():
         raise RunError(f"'{path}' is not a foley run folder (no config.yaml); give the --out of a `foley run`")
-    return Run(path, config_from_dict(yaml.safe_load(config_path.read_text())))
+    return Run(path, load_run_config(path))
 
 
 def run(config: str | Path | None = None, *, out: str | Path | None = None, data: str | Path | None = None,

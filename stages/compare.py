@@ -9,7 +9,9 @@ in one run is paired with clip i in the other, both resampled together. The test
 saved embeddings (evaluate/embeddings/<embedder>/, evaluate.save_embeddings); without them the
 columns say n/a. With two or more such tables, Kendall's tau between the orderings of the runs by
 their mean scores tells whether the embedders and metrics agree. Runs whose scores were made with a
-different protocol or reference (content id), or over other classes, are refused.
+different protocol or reference (content id), or over other classes, are refused. A group of seed runs
+(`foley run --seeds`) is one column: the mean over its seeds ± their sample standard deviation (no
+paired test: a group has no clip-by-clip pairs); the codes table and the page list its seed runs.
 Writes fad_comparison.md, fad_comparison.csv and fad_comparison.png (grouped bars, Agg backend),
 codes_comparison.csv: per run, its codes' bitrate, entropy, perplexity, unused codes,
 reconstruction error and floors (foley.stages.compare_codes), also the markdown's last section, and
@@ -21,7 +23,7 @@ from __future__ import annotations
 import csv
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +36,7 @@ from foley.evaluate.saved import is_saved_folder, load_embeddings
 from foley.stages.compare_codes import CODES_STEM, codes_rows, render_codes_markdown
 from foley.stages.pipeline import artifact
 from foley.stages.report import write_comparison_page
+from foley.stages.seeds import is_group, read_group
 from foley.util.atomic import atomic_path, write_csv, write_text_atomic
 from foley.util.errors import FoleyError, RunError
 
@@ -61,6 +64,8 @@ class Series:
     scale: dict[str, str]  # embedder, protocol, reference_id
     reference: str
     bandwidth_from: str  # KAD's bandwidth choice ("" for FAD)
+    spread: tuple[float, ...] | None = None  # a group's sample standard deviation over its seeds
+    seeds: int = 1
 
     @property
     def key(self) -> tuple[str, str]:
@@ -118,7 +123,27 @@ def _series(block: list[dict], label: str, metric: str) -> Series | None:
 
 
 def read_run_scores(source: Path, label: str) -> RunScores:
-    """A run's fad.csv: its scores per embedder and metric."""
+    """A run's fad.csv: its scores per embedder and metric; for a group of seed runs, their mean and spread."""
+    return read_group_scores(source, label) if is_group(source) else read_one_run(source, label)
+
+
+def read_group_scores(group: Path, label: str) -> RunScores:
+    record = read_group(group)
+    runs = [read_one_run(group / name, f"{label} seed {seed}") for seed, name in zip(record["seeds"], record["runs"])]
+    keys = [key for key in runs[0].series if all(key in run.series for run in runs)]
+    comparable_groups(runs)  # the seeds share one protocol, reference and classes
+    series = {}
+    for key in keys:
+        values = np.array([run.series[key].value for run in runs])
+        spread = values.std(axis=0, ddof=1) if len(runs) > 1 else np.zeros(values.shape[1])
+        first = runs[0].series[key]
+        none = (None,) * len(first.value)
+        series[key] = replace(first, label=label, value=tuple(map(float, values.mean(axis=0))), low=none, high=none,
+                              spread=tuple(map(float, spread)), seeds=len(runs))
+    return RunScores(label, group, series)
+
+
+def read_one_run(source: Path, label: str) -> RunScores:
     path = fad_csv_path(source)
     with open(path, newline="") as handle:
         rows = list(csv.DictReader(handle))
@@ -199,6 +224,8 @@ def paired_against_first(group: list[Series], runs: list[RunScores], seed: int, 
     scored once on the shared draws)."""
     first = group[0]
     embedder, metric = first.key
+    if any(s.spread is not None for s in group):
+        return [Versus(s.label, None, "a group of seed runs has no clip-by-clip pairs") for s in group[1:]]
     folders = [embeddings_folder(run, embedder) for run in runs]
     if not all(is_saved_folder(folder) for folder in folders):
         return [Versus(s.label, None, "no saved embeddings (evaluate.save_embeddings)") for s in group[1:]]
@@ -225,6 +252,8 @@ def paired_against_first(group: list[Series], runs: list[RunScores], seed: int, 
 
 
 def _cell(series: Series, i: int) -> str:
+    if series.spread is not None:
+        return f"{series.value[i]:.2f} ± {series.spread[i]:.2f}"
     low, high = series.low[i], series.high[i]
     value = series.value[i]
     return f"{value:.2f}" if low is None or high is None else f"{value:.2f} [{low:.2f}, {high:.2f}]"
@@ -252,7 +281,8 @@ def render_group(group: list[Series], versus: list[Versus]) -> list[str]:
         "",
         f"Embedder {embedder}, protocol {first.scale['protocol']}, reference {first.reference} (content id "
         f"{first.scale['reference_id']})"
-        f"{bandwidth}. Generated clips per class: " + ", ".join(f"{s.label} {_clip_range(s)}" for s in group) + ".",
+        f"{bandwidth}. Generated clips per class: " + ", ".join(f"{s.label} {_clip_range(s)}" for s in group) + "."
+        + "".join(f" {s.label}: mean ± sample standard deviation over {s.seeds} seeds." for s in group if s.spread),
         "",
         "| class | " + " | ".join(header) + " |",
         "|---|" + "---|" * len(header),
@@ -300,7 +330,7 @@ def table_rows(groups: list[list[Series]], versus: list[list[Versus]]) -> tuple[
     first = groups[0]
     fields = ["embedder", "metric", "class"]
     for s in first:
-        fields += [s.label, f"{s.label} ci_low", f"{s.label} ci_high"]
+        fields += [s.label, f"{s.label} ci_low", f"{s.label} ci_high"] + [f"{s.label} sd"] * (s.spread is not None)
         if s is not first[0]:
             fields += [f"{s.label} diff", f"{s.label} diff_low", f"{s.label} diff_high", f"{s.label} p"]
     rows = []
@@ -310,6 +340,8 @@ def table_rows(groups: list[list[Series]], versus: list[list[Versus]]) -> tuple[
             for s in group:
                 row.update({s.label: _number(s.value[i]), f"{s.label} ci_low": _number(s.low[i]),
                             f"{s.label} ci_high": _number(s.high[i])})
+                if s.spread is not None:
+                    row[f"{s.label} sd"] = _number(s.spread[i])
             for v in against:
                 d = None if v.test is None else (v.test.mean if name == AVERAGE else v.test.per_class[i])
                 row.update({f"{v.label} diff": _number(d and d.difference), f"{v.label} diff_low": _number(d and d.low),
@@ -333,6 +365,8 @@ def plot_bars(groups: list[list[Series]], path: Path) -> None:
             value = np.array(s.value)
             has_ci = all(v is not None for v in s.low + s.high)
             errors = np.array([value - np.array(s.low, float), np.array(s.high, float) - value]).clip(min=0) if has_ci else None
+            if s.spread is not None:
+                errors = np.array(s.spread)
             ax.bar(x + (k - (len(group) - 1) / 2) * width, value, width, yerr=errors, capsize=2, label=s.label)
         ax.set_xticks(x, classes, rotation=30, ha="right")
         ax.set_ylabel(f"{TITLES[group[0].metric]} (lower is better)")
@@ -362,10 +396,25 @@ def compare_runs(sources: Sequence[str | Path], out_dir: str | Path, labels: Seq
         caution = sample_size_warning(min(group[0].clips[:-1]), group[0].dim) if group[0].metric == "fad" else None
         if caution:
             log.warning("compare: %s: %s", group[0].key[0], caution)
-    fields, codes = codes_rows(sources, names)
+    run_sources, run_names = seed_runs(sources, names)
+    fields, codes = codes_rows(run_sources, run_names)
     paths = [out_dir / f"{STEM}.md", out_dir / f"{STEM}.csv", out_dir / f"{STEM}.png", out_dir / f"{CODES_STEM}.csv"]
     write_text_atomic(paths[0], render_markdown(groups, versus) + "\n" + render_codes_markdown(codes))
     write_csv(paths[1], *table_rows(groups, versus))
     plot_bars(groups, paths[2])
     write_csv(paths[3], fields, codes)
-    return paths + [write_comparison_page(sources, names, out_dir)]
+    return paths + [write_comparison_page(run_sources, run_names, out_dir)]
+
+
+def seed_runs(sources: list[Path], labels: list[str]) -> tuple[list[Path], list[str]]:
+    """Each run, and each seed run of a group in its place (the codes table and the page list runs)."""
+    runs, names = [], []
+    for source, label in zip(sources, labels):
+        if is_group(source):
+            record = read_group(source)
+            runs += [source / name for name in record["runs"]]
+            names += [f"{label} seed {seed}" for seed in record["seeds"]]
+        else:
+            runs.append(source)
+            names.append(label)
+    return runs, names

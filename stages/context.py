@@ -29,6 +29,7 @@ class StageContext:
     progress: bool = True
     stage: Stage | None = None  # the stage being run (set by the runner)
     upstream: Mapping[str, Stage] = field(default_factory=dict)  # its declared upstream stages
+    cache_dir: Path | None = None  # content-keyed caches (embeddings, classifiers); None: <run>/cache
 
     @property
     def out(self) -> Path:
@@ -54,6 +55,11 @@ class StageContext:
         if self.stage is None:
             raise RunError("no stage is running in this context")
         return self.stage
+
+    @property
+    def cache(self) -> Path:
+        """Where content-keyed caches live: the run's cache/, or the one a group of seed runs shares."""
+        return self.cache_dir or self.run_dir / "cache"
 
 
 INDEX_FIELDS = ("row", "path", "offset", "class_id", "class_name", "split", "conversions", "notes")

@@ -9,7 +9,13 @@ class, for each embedder with FAD), floors.csv with floors/<vocoder|reconstructi
 trained with quantizer dropout also reconstruction_k, decoding its first k levels), report.md (a
 section per embedder, then the codes' statistics per level that extract_codes recorded), and with
 evaluate.save_embeddings embeddings/<embedder>/ (foley.evaluate.saved). Embeddings are cached in
-<run>/cache, keyed by clip content, embedder and framing.
+<run>/cache (or the cache a group of seed runs shares), keyed by clip content, embedder and framing.
+
+Class accuracy (evaluate.classifier_epochs > 0): a log-mel CNN (foley.evaluate.classifier) trained
+on prepare's real development clips (train and val splits) classifies the held-out real clips (the
+ceiling), the floor clips and the generated clips: class_accuracy.csv, class_confusion.csv and a
+report section. Its seed is fixed, not the run's, so one classifier judges every seed of a group;
+it is cached in the cache's classifiers/, keyed by the content of its training clips.
 """
 
 from __future__ import annotations
@@ -22,6 +28,14 @@ import numpy as np
 import torch
 
 from foley.config import Config
+from foley.evaluate.classifier import (
+    ClassAccuracy,
+    ClassifierSettings,
+    cached_classifier,
+    class_accuracy,
+    clip_mels,
+    predict,
+)
 from foley.evaluate.code_tables import floor_fads_by_levels, levels_section
 from foley.evaluate.embedders import build_embedder, check_weights
 from foley.evaluate.embedding import EmbedOptions, safe_name
@@ -30,7 +44,17 @@ from foley.evaluate.folders import Scorer
 from foley.evaluate.protocols import class_files, get_protocol
 from foley.evaluate.reference import holds_embeddings
 from foley.evaluate.scores import ExtraStatistics, SetScores
-from foley.evaluate.tables import FAD_FIELDS, FLOOR_FIELDS, ReportSection, fad_rows, render_report
+from foley.evaluate.tables import (
+    ACCURACY_FIELDS,
+    FAD_FIELDS,
+    FLOOR_FIELDS,
+    ReportSection,
+    accuracy_rows,
+    confusion_rows,
+    fad_rows,
+    render_class_accuracy,
+    render_report,
+)
 from foley.stages.context import StageContext, read_index
 from foley.stages.manifest import update_fingerprint
 from foley.stages.sample import load_decoder, write_clips
@@ -86,14 +110,16 @@ def run(config: Config, ctx: StageContext) -> dict:
         log.info("evaluate: %s over %d classes (%s / %s)", _means(generated), len(names), scorer.provenance.embedder,
                  scorer.provenance.protocol)
     _write_tables(ctx.out, sections)
+    accuracy, accuracy_note = _class_accuracy(config, ctx, tuple(floor_files))
     floor_means = {f: r.scores.mean for f, r in sections[0].floors.items() if r.scores is not None}
     codes = ctx.details("extract_codes")
     codes_section = levels_section(codes, floor_fads_by_levels(floor_means, codes.get("levels", 0)))
-    write_text_atomic(ctx.out / "report.md", render_report(config.name, sections) + "\n" + "\n".join(codes_section))
+    report = render_report(config.name, sections, render_class_accuracy(accuracy, accuracy_note))
+    write_text_atomic(ctx.out / "report.md", report + "\n" + "\n".join(codes_section))
     from foley.stages.report import write_run_report  # not at the top: it reads the pipeline, which imports this
 
     write_run_report(ctx.run_dir)
-    return _details(sections)
+    return {"class_accuracy": {name: result.mean for name, result in accuracy.items()}, **_details(sections)}
 
 
 def _means(result: SetScores) -> str:
@@ -125,7 +151,7 @@ def _scorer(config: Config, ctx: StageContext, embedder_name: str) -> Scorer:
     if source is None:
         raise ConfigError("evaluate has no reference: set data.reference (--reference) or evaluate.reference")
     embedder = build_embedder(embedder_name, settings.weights, ctx.device)
-    options = EmbedOptions(settings.batch_size, str(ctx.device), ctx.run_dir / "cache", ctx.progress)
+    options = EmbedOptions(settings.batch_size, str(ctx.device), ctx.cache, ctx.progress)
     extras = ExtraStatistics(settings.fad_inf, settings.bootstrap, seed=config.seed, metrics=settings.metrics,
                              kad_bandwidth=settings.kad_bandwidth)
     return Scorer.open(source, config.data.eval_class_names, embedder, get_protocol(settings.protocol), options,
@@ -167,6 +193,49 @@ def _write_floors(config: Config, ctx: StageContext) -> tuple[dict[str, dict[str
     return files, note
 
 
+def _class_accuracy(config: Config, ctx: StageContext, floors: tuple[str, ...]) -> tuple[dict[str, ClassAccuracy], str]:
+    """Classify the held-out real, floor and generated clips and write class_accuracy.csv and
+    class_confusion.csv (headers only when off); returns the results and the report's sentence on them."""
+    epochs = config.evaluate.classifier_epochs
+    results: dict[str, ClassAccuracy] = {}
+    key, note = "", "Not computed (evaluate.classifier_epochs is 0)."
+    if epochs:
+        results, key, note = _classify(config, ctx, floors, epochs)
+        log.info("evaluate: class accuracy %s", ", ".join(f"{k} {v.mean:.1%}" for k, v in results.items()))
+    write_csv(ctx.out / "class_accuracy.csv", ACCURACY_FIELDS, accuracy_rows(results, key[:12]))
+    write_csv(ctx.out / "class_confusion.csv", *confusion_rows(results, config.data.eval_class_names))
+    return results, note
+
+
+def _classify(config: Config, ctx: StageContext, floors: tuple[str, ...],
+              epochs: int) -> tuple[dict[str, ClassAccuracy], str, str]:
+    names = config.data.eval_class_names
+    index = read_index(ctx)
+    all_mels = np.load(ctx.input("prepare", "mels.npy"), mmap_mode="r")
+    train = [r for r in index if r["split"] in ("train", "val")]
+    model, key = cached_classifier(ctx.cache, np.ascontiguousarray(all_mels[[int(r["row"]) for r in train]]),
+                                   np.array([int(r["class_id"]) for r in train]), len(names), ClassifierSettings(epochs=epochs))
+    results = {}
+    held_out = [r for r in index if r["split"] == "reference" and r["class_name"] in names]
+    if held_out:
+        mels = all_mels[[int(r["row"]) for r in held_out]]
+        results["real"] = class_accuracy(np.array([int(r["class_id"]) for r in held_out]), predict(model, mels), names)
+    folders = {floor: ctx.out / "floors" / floor for floor in floors}
+    folders["generated"] = ctx.input("sample", "samples")
+    for name, folder in folders.items():
+        files = class_files(folder, names)
+        paths = [path for class_name in names for path in files[class_name]]
+        true = np.array([c for c, class_name in enumerate(names) for _ in files[class_name]])
+        mels = clip_mels(paths, config.mel, config.audio.sample_rate, config.audio.clip_samples)
+        results[name] = class_accuracy(true, predict(model, mels), names)
+    note = (f"A log-mel CNN (foley.evaluate.classifier, {epochs} epochs, fixed seed; content id {key[:12]}) trained "
+            f"on the {len(train)} real development clips prepare read classifies each set's clips (log-mels of the "
+            "wav files); a cell is the share of a class's clips classified as that class (clips in brackets). "
+            "Held-out real clips are the ceiling"
+            + ("" if held_out else " (not computed: prepare holds no held-out real clips)") + ".")
+    return results, key, note
+
+
 def _level_note(plan: dict[str, int | None]) -> str:
     levels = [k for k in plan.values() if k]
     if not levels:
@@ -202,7 +271,7 @@ STAGE = Stage(
     name="evaluate",
     sections=("evaluate", "vocoder", "seed", "audio", "mel", "data.eval_class_names"),
     upstream=("prepare", "train_vqvae", "extract_codes", "train_vocoder", "sample"),
-    outputs=("fad.csv", "fad_matrix.csv", "floors.csv", "report.md", "embeddings"),
+    outputs=("fad.csv", "fad_matrix.csv", "floors.csv", "class_accuracy.csv", "class_confusion.csv", "report.md", "embeddings"),
     run=run,
     preflight=preflight,
     external_inputs=external_inputs,

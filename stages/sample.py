@@ -23,10 +23,20 @@ from foley.stages.context import StageContext
 from foley.stages.stage import Stage
 from foley.util.atomic import save_npy_atomic
 from foley.util.device import amp_enabled
+from foley.util.errors import ConfigError
 from foley.vocoders.base import Vocoder, build_vocoder
 
 log = logging.getLogger(__name__)
 Artifact = Callable[..., Path]  # (stage, output=None) -> a declared output of a finished upstream stage
+
+
+def preflight(config: Config) -> None:
+    """Refuse guidance before any stage runs when the configured prior will have no null label."""
+    if config.sample.guidance != 1 and config.prior.label_dropout == 0:
+        raise ConfigError(
+            f"sample.guidance {config.sample.guidance:g} needs a prior with a null label, but prior.label_dropout is 0; "
+            "set prior.label_dropout > 0 (e.g. --set prior.label_dropout=0.1) or sample.guidance to 1"
+        )
 
 
 @dataclass
@@ -58,6 +68,13 @@ def load_generator(config: Config, artifact: Artifact, device: torch.device) -> 
 
 def generate_for(config: Config, generator: Generator, class_ids: list[int], indices: list[int],
                  seed: int, progress: bool) -> Generated:
+    """The clips; ConfigError when config.sample.guidance needs a null label the prior lacks."""
+    if config.sample.guidance != 1 and generator.prior.null_label is None:
+        raise ConfigError(
+            f"guidance {config.sample.guidance:g} needs a prior trained with a null label, but this run's prior "
+            "(train_prior/prior.pt) was trained with prior.label_dropout 0; use guidance 1, or retrain it with "
+            "prior.label_dropout > 0 (e.g. foley run --set prior.label_dropout=0.1)"
+        )
     return generate(
         generator.prior, generator.autoencoder, generator.vocoder, class_ids, indices, seed,
         config.sample, config.codes.stack, config.audio.clip_samples, progress=progress, amp=config.amp,
@@ -87,7 +104,8 @@ def run(config: Config, ctx: StageContext) -> dict:
     log.info("sample: wrote %d clips per class to %s", per_class, out / "samples")
     amp = amp_enabled(ctx.device, config.amp)
     levels = config.sample.levels or generator.autoencoder.levels
-    return {"per_class": per_class, "vocoder": generator.vocoder.name, "sampler": "fast", "amp": amp, "levels_decoded": levels}
+    return {"per_class": per_class, "vocoder": generator.vocoder.name, "sampler": "fast", "amp": amp,
+            "levels_decoded": levels, "guidance": config.sample.guidance}
 
 
 STAGE = Stage(
@@ -97,4 +115,5 @@ STAGE = Stage(
     upstream=("train_vqvae", "train_prior", "train_vocoder"),
     outputs=("samples", "codes.npy", "mels.npy"),
     run=run,
+    preflight=preflight,
 )

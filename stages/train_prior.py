@@ -10,6 +10,7 @@ from foley.models.builders import build_prior, prior_spec
 from foley.stages.context import StageContext, train_model
 from foley.stages.stage import Stage
 from foley.train.data import training_data
+from foley.train.schedule import schedule_for
 from foley.train.tasks import PriorTask
 from foley.util.device import tf32
 
@@ -34,7 +35,7 @@ def run(config: Config, ctx: StageContext) -> dict:
     spec = prior_spec(model, section)
     speed = config.train_speed
     task = PriorTask(model, section.train.lr, ctx.device, config.amp, val_set=val, val_batch_size=section.train.batch_size,
-                     fast_path=speed.fast_path, compile=speed.compile)
+                     lr_factor=schedule_for(section.train, len(codes)), fast_path=speed.fast_path, compile=speed.compile)
     data = training_data((codes, labels), ctx.device, section.train.num_workers)
     with tf32(ctx.device, speed.tf32):
         summary = train_model(ctx, "prior", spec, model, task, data, section.train, config.seed, MODEL_FILE)

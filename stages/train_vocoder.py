@@ -43,7 +43,8 @@ def run(config: Config, ctx: StageContext) -> dict:
     untrained = task.validate()
     on_main(lambda: save_training_config(out, hifigan))
     plan = LoopPlan(
-        train=TrainConfig(train.epochs, train.batch_size, hifigan.learning_rate, train.checkpoint_every, train.num_workers),
+        train=TrainConfig(train.epochs, train.batch_size, hifigan.learning_rate, train.checkpoint_every, train.num_workers,
+                          schedule="constant", warmup_steps=0),
         seed=config.seed,
         checkpoint_path=out,
         metrics_path=out / "metrics.csv",

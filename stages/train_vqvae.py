@@ -10,6 +10,7 @@ from foley.models.builders import autoencoder_spec, build_autoencoder
 from foley.stages.context import StageContext, read_index, train_model
 from foley.stages.stage import Stage
 from foley.train.data import training_data
+from foley.train.schedule import schedule_for
 from foley.train.tasks import AutoencoderTask
 from foley.util.device import tf32
 
@@ -32,6 +33,7 @@ def run(config: Config, ctx: StageContext) -> dict:
     task = AutoencoderTask(
         model, section.quantizer.commitment, section.train.lr, ctx.device, config.amp,
         val_mels=val, val_batch_size=section.train.batch_size, loss=section.loss,
+        lr_factor=schedule_for(section.train, len(train)),
         fast_path=config.train_speed.fast_path, compile=config.train_speed.compile,
     )
     data = training_data((train,), ctx.device, section.train.num_workers, allow_resident=False)  # pinned batches

@@ -11,6 +11,7 @@ from foley.models.autoencoder import Autoencoder
 from foley.quantize.ema import ResidualQuantizer
 from foley.train.balancer import LossBalancer
 from foley.train.batches import BatchShare
+from foley.train.schedule import lr_factor
 from foley.train.tasks import AutoencoderTask
 
 
@@ -106,3 +107,16 @@ def test_autoencoder_task_backpropagates_the_balanced_output_gradient_plus_the_p
     torch.autograd.backward([recon, 0.25 * result.commitment], [scale * output_gradient, torch.ones(())])
     for (name, got), (_, want) in zip(model.named_parameters(), reference.named_parameters()):
         torch.testing.assert_close(got.grad, want.grad, rtol=1e-4, atol=1e-7, msg=name)
+
+
+def test_the_balanced_step_follows_the_learning_rate_schedule():
+    loss = load_config("quick", ["autoencoder.loss.balancer=true"]).autoencoder.loss
+    torch.manual_seed(0)
+    model = Autoencoder((16, 32), [(2, 2)], ResidualQuantizer(4, 1, 8), channel=8, n_res_block=1, n_res_channel=4)
+    factor = lr_factor("cosine", 4, 2)
+    task = AutoencoderTask(model, 0.25, 0.1, torch.device("cpu"), loss=loss, lr_factor=factor)
+    rates = []
+    for _ in range(4):
+        rates.append(task.optimizer.param_groups[0]["lr"])
+        task.train_step((torch.randn(3, 16, 32),), BatchShare(0, 3, 3))
+    assert rates == pytest.approx([0.1 * factor(step) for step in range(4)])

@@ -40,6 +40,17 @@ def test_bench_sample_json_with_the_whole_reference(capsys):
     assert result["ratio"] == pytest.approx(result["reference_s_per_clip"] / result["fast_s_per_clip"])
 
 
+def test_bench_sample_times_guidance_with_the_same_maps_as_the_reference(capsys):
+    result = bench_json(capsys, "--batch", "2", "--map", "4x6", "--reference-rows", "0", "--guidance", "2.5")
+    assert result["guidance"] == 2.5 and result["fast_guided_s_per_clip"] > 0
+    assert result["guidance_cost"] == pytest.approx(result["fast_guided_s_per_clip"] / result["fast_s_per_clip"])
+    assert result["maps_identical"] is True
+    unguided = bench_json(capsys, "--batch", "1", "--map", "4x6", "--reference-rows", "0", "--guidance", "1")
+    assert unguided["fast_guided_s_per_clip"] is None and unguided["guidance_cost"] is None
+    assert main(["bench", "sample", "--batch", "1", "--map", "4x6", "--reference-rows", "1", "--device", "cpu", "-q"]) == 0
+    assert "fast, CFG" in capsys.readouterr().out
+
+
 def test_bench_sample_json_with_an_extrapolated_reference(capsys):
     result = bench_json(capsys, "--batch", "1", "--map", "6x10", "--reference-rows", "2")
     assert result["reference_extrapolated"] is True and result["reference_rows_timed"] == [0, 5]
@@ -56,6 +67,7 @@ def test_the_text_report_says_when_the_reference_is_extrapolated(capsys):
     (["--map", "20by86"], "--map must be HEIGHTxWIDTH"),
     (["--batch", "0"], "--batch must be at least 1"),
     (["--reference-rows", "-1"], "--reference-rows must be at least 0"),
+    (["--guidance", "-1"], "--guidance must be at least 0"),
     (["--dcase-set", "on", "--map", "40x43"], "needs the DCASE prior map 20x86"),
 ])
 def test_bad_arguments_fail_before_torch_is_imported(args, message):
@@ -89,7 +101,8 @@ def test_extrapolation_is_exact_for_a_quadratic_cost():
     assert bench.timed_rows(2, 5) == [0, 1]
 
 
-TINY = ["vocoder.griffinlim.n_iter=1", "autoencoder.channel=8", "sample.per_class=1"]
+# the tiny prior below has no null label: unguided
+TINY = ["vocoder.griffinlim.n_iter=1", "autoencoder.channel=8", "sample.per_class=1", "sample.guidance=1"]
 
 
 def tiny_prior_for(config) -> PixelSNAIL:

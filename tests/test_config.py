@@ -114,6 +114,19 @@ def test_codec_options_are_off_in_the_builtin_configs(name):
     assert (loss.mel_bands, loss.band_weights, loss.balancer) == (1, (), False) and config.sample.levels == 0
 
 
+@pytest.mark.parametrize("name", ["dcase_baseline", "rvq", "rvq_stride42", "rvq_stride24"])
+def test_the_paper_configs_keep_the_baselines_prior_and_sampler(name):
+    config = load_config(name)
+    prior, train, sample = config.prior, config.prior.train, config.sample
+    assert (prior.label_dropout, prior.label_channels, sample.guidance) == (0.0, 1, 1.0)
+    assert (train.schedule, train.warmup_steps, config.codes.stack) == ("constant", 0, "freq")
+
+
+def test_the_demo_config_guides_its_sampler():
+    config = load_config("quick")
+    assert (config.prior.label_dropout, config.prior.label_channels, config.sample.guidance) == (0.1, 8, 2.0)
+
+
 def test_the_toy_config_is_the_tests_toy_run():
     from conftest import TOY
 

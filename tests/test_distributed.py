@@ -43,7 +43,7 @@ SETTINGS = [
     "autoencoder.quantizer.codebook_size=16", "autoencoder.quantizer.init=data",
     "autoencoder.quantizer.dead_code_threshold=1.0",
     "prior.channel=16", "prior.res_channel=16", "prior.n_block=1", "prior.n_res_block=1", "prior.n_head=2",
-    "prior.label_hidden=8", "prior.dropout=0.0",
+    "prior.label_hidden=8", "prior.dropout=0.0", "prior.label_dropout=0.0",
 ]
 TRAIN = ["epochs=2", "batch_size=4", "lr=0.001", "checkpoint_every=2"]
 STOP_AT = 3  # rank 1 signals itself during step 4 (index 3)
@@ -97,7 +97,8 @@ def train_vocoder(folder):
     torch.manual_seed(0)
     models = build_models(HiFiGANConfig.from_dict(TOY_HIFIGAN), channel_divisor=8)
     task = HiFiGANTask(models, CPU, seed=5, val_clips=clips[:3], epochs=1, validate_every=1, keep_checkpoints=2)
-    plan = dataclasses.replace(_plan(folder, TrainConfig(1, 4, 1e-3, 0, 0), "vocoder"), checkpoint_path=folder / "pairs")
+    train = TrainConfig(1, 4, 1e-3, 0, 0, "constant", 0)
+    plan = dataclasses.replace(_plan(folder, train, "vocoder"), checkpoint_path=folder / "pairs")
     fit(task, list(clips), plan)
     return {f"{name}.{key}": value for name in ("generator", "mpd", "msd")
             for key, value in getattr(models, name).state_dict().items()}
@@ -142,7 +143,7 @@ class LinearTask(AdamTask):
 def train_linear(folder, signal_at=None):
     x = torch.randn(37, 3, generator=torch.Generator().manual_seed(0))
     task = LinearTask(signal_at)
-    plan = _plan(folder, TrainConfig(epochs=2, batch_size=5, lr=1e-2, checkpoint_every=0, num_workers=0), "linear")
+    plan = _plan(folder, TrainConfig(2, 5, 1e-2, 0, 0, "constant", 0), "linear")
     fit(task, TensorDataset(x, x.sum(1, keepdim=True)), plan)
     return task.model
 

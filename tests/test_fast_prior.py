@@ -30,10 +30,11 @@ SHAPE_IDS = ["4x6", "rvq-8x5", "5x9-k3"]
 ROUNDOFF_ONLY = ("condition.conv.weight_v", "causal_attention.key.bias")  # zero gradient in exact arithmetic
 
 
-def prior(map_shape, kernel_size, vocab_size, attention=True, dropout=0.0, dtype=torch.float64, seed=0) -> PixelSNAIL:
+def prior(map_shape, kernel_size, vocab_size, attention=True, dropout=0.0, dtype=torch.float64, seed=0,
+          **labels) -> PixelSNAIL:
     torch.manual_seed(seed)
     model = PixelSNAIL(map_shape, vocab_size, 3, channel=16, kernel_size=kernel_size, n_block=2, n_res_block=2,
-                       res_channel=12, attention=attention, n_head=2, dropout=dropout, label_hidden=8)
+                       res_channel=12, attention=attention, n_head=2, dropout=dropout, label_hidden=8, **labels)
     return model.to(dtype).train()
 
 
@@ -45,6 +46,7 @@ def batch(model: PixelSNAIL, size: int = 3, seed: int = 1) -> tuple[torch.Tensor
 
 def loss_and_gradients(model, step, codes, labels) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     model.zero_grad(set_to_none=True)
+    torch.manual_seed(7)  # the same label-dropout draws for both paths
     loss = step(model, codes, labels)["loss"]
     loss.backward()
     return loss.detach(), {name: p.grad.clone() for name, p in model.named_parameters()}
@@ -69,6 +71,18 @@ def test_float64_loss_and_every_gradient_equal_the_reference(map_shape, kernel, 
     assert fast_loss.item() == pytest.approx(reference_loss.item(), rel=1e-12)
     differences = gradient_differences(fast, reference)
     assert max(differences.values()) < 1e-10, max(differences.items(), key=lambda item: item[1])
+
+
+def test_float64_with_label_dropout_and_a_multi_channel_label_map():
+    """Classifier-free guidance training: labels dropped to the null label (same draws), 2 label channels."""
+    model = prior((4, 6), 5, 7, label_dropout=0.5, label_channels=2)
+    codes, labels = batch(model, size=6)
+    reference_loss, reference = loss_and_gradients(model, loss_and_accuracy, codes, labels)
+    fast_loss, fast = loss_and_gradients(model, fast_loss_and_accuracy, codes, labels)
+    assert fast_loss.item() == pytest.approx(reference_loss.item(), rel=1e-12)
+    differences = gradient_differences(fast, reference)
+    assert max(differences.values()) < 1e-10, max(differences.items(), key=lambda item: item[1])
+    assert reference["embedNet.blocks.0.weight"][:, model.null_label].abs().sum() > 0  # the null label trained
 
 
 @pytest.mark.device

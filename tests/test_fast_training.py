@@ -124,8 +124,9 @@ def test_device_tensors_give_the_same_batches_as_a_tensor_dataset(tmp_path):
     states = []
     for dataset, collate in ((TensorDataset(codes, labels), None), (DeviceTensors(codes, labels), whole_batch)):
         task = PriorTask(tiny_prior(), 1e-3, CPU)
-        plan = LoopPlan(train=TrainConfig(2, 4, 1e-3, 0, 0), seed=5, checkpoint_path=tmp_path / f"{len(states)}.pt",
-                        metrics_path=tmp_path / f"{len(states)}.csv", progress=False)
+        plan = LoopPlan(train=TrainConfig(2, 4, 1e-3, 0, 0, "constant", 0), seed=5,
+                        checkpoint_path=tmp_path / f"{len(states)}.pt", metrics_path=tmp_path / f"{len(states)}.csv",
+                        progress=False)
         fit(task, dataset, plan, collate)
         states.append(task.model.state_dict())
     for key, value in states[0].items():

@@ -10,6 +10,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from foley.data.synth import write_synthetic_set
@@ -51,6 +52,31 @@ def test_run_writes_samples_fad_report_and_manifests(toy_run):
     assert len(matrix) == 8 and matrix[0][-1] == "embedder" and len(matrix[0]) == 9 and matrix[1][-1] == "builtin-mfcc-v1"
     assert rows[0]["reference"].startswith("clips in ") and len(rows[0]["reference_id"]) == 12
     assert rows[0]["ci_low"] == rows[0]["fad_inf"] == "" and rows[0]["clips"] == "2"
+
+
+def test_class_accuracy_of_real_floor_and_generated_clips_is_written_and_reported(toy_run):
+    rows = list(csv.DictReader(open(toy_run / "evaluate" / "class_accuracy.csv")))
+    sets = ("real", "vocoder", "reconstruction", "generated")
+    assert [(r["set"], r["class"]) for r in rows] == [(s, c) for s in sets for c in CLASSES + ["mean"]]
+    clips = {"real": "3", "vocoder": "2", "reconstruction": "2", "generated": "2"}
+    for row in rows:
+        if row["class"] != "mean":
+            assert row["clips"] == clips[row["set"]] and 0 <= int(row["correct"]) <= int(row["clips"])
+            assert float(row["accuracy"]) == pytest.approx(int(row["correct"]) / int(row["clips"]))
+    for s in sets:
+        per_class = [float(r["accuracy"]) for r in rows if r["set"] == s and r["class"] != "mean"]
+        mean = next(float(r["accuracy"]) for r in rows if r["set"] == s and r["class"] == "mean")
+        assert mean == pytest.approx(np.mean(per_class), abs=1e-6)
+    confusion = list(csv.DictReader(open(toy_run / "evaluate" / "class_confusion.csv")))
+    generated = [r for r in confusion if r["set"] == "generated"]
+    assert [r["true \\ predicted"] for r in generated] == CLASSES
+    correct = {r["class"]: r["correct"] for r in rows if r["set"] == "generated"}
+    assert all(r[r["true \\ predicted"]] == correct[r["true \\ predicted"]] for r in generated)
+    assert all(sum(int(r[c]) for c in CLASSES) == 2 for r in generated)
+    report = (toy_run / "evaluate" / "report.md").read_text()
+    assert "## Class accuracy" in report and "| class | held-out real (ceiling) | vocoder floor |" in report
+    assert "| generated \\ classified |" in report
+    assert len(list((toy_run / "cache" / "classifiers").iterdir())) == 1
 
 
 def test_floors_are_scored_like_the_generated_clips_and_reported(toy_run):
@@ -175,6 +201,14 @@ def test_generate_reproduces_the_runs_clips_and_never_overwrites(toy_run, tmp_pa
     assert main(again) == 0
     assert (out / "gunshot" / "0001.wav").read_bytes() != (out / "gunshot" / "0002.wav").read_bytes()
     assert main(["generate", str(toy_run), "--class", "whale", "-n", "1", "-q"]) == 2
+
+
+def test_guidance_on_a_prior_without_a_null_label_is_refused_with_the_fix(toy_run, tmp_path, capsys, toy_overrides):
+    out = tmp_path / "guided"
+    assert main(["generate", str(toy_run), "--class", "rain", "-n", "1", "--guidance", "2", "--out", str(out), "-q"]) == 2
+    assert "trained with prior.label_dropout 0" in capsys.readouterr().err and not out.exists()
+    assert foley("--out", str(tmp_path / "r"), *_sets(toy_overrides + ["sample.guidance=2"])) == 2
+    assert "set prior.label_dropout > 0" in capsys.readouterr().err and not (tmp_path / "r" / "prepare").exists()
 
 
 def test_bad_files_are_listed_and_the_run_finishes(tmp_path, toy_overrides):

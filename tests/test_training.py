@@ -72,7 +72,8 @@ def _data():
 
 def _plan(tmp_path, epochs=3, every=0):
     return LoopPlan(
-        train=TrainConfig(epochs=epochs, batch_size=5, lr=1e-2, checkpoint_every=every, num_workers=0),
+        train=TrainConfig(epochs=epochs, batch_size=5, lr=1e-2, checkpoint_every=every, num_workers=0,
+                          schedule="constant", warmup_steps=0),
         seed=7, checkpoint_path=tmp_path / "checkpoint.pt", metrics_path=tmp_path / "metrics.csv",
         checkpoint_header={"format": "foley-checkpoint", "version": 1, "kind": "test", "model_config": {}},
         progress=False,

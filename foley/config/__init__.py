@@ -7,6 +7,7 @@ from foley.config.loading import (
     config_from_dict,
     dump_config,
     load_config,
+    load_run_config,
     resolve_config_path,
     run_config,
     section_from_dict,
@@ -18,6 +19,7 @@ from foley.config.schema import (
 )
 from foley.config.sections import (
     CODEBOOK_INITS,
+    LR_SCHEDULES,
     STACKS,
     AudioConfig,
     AutoencoderConfig,
@@ -49,6 +51,7 @@ __all__ = [
     "config_from_dict",
     "dump_config",
     "load_config",
+    "load_run_config",
     "resolve_config_path",
     "run_config",
     "section_from_dict",
@@ -59,6 +62,7 @@ __all__ = [
     "MelConfig",
     "TrainConfig",
     "TrainSpeedConfig",
+    "LR_SCHEDULES",
     "CODEBOOK_INITS",
     "QuantizerConfig",
     "LossConfig",

@@ -8,7 +8,6 @@ at load, so a bad config fails before any work starts.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import difflib
 import importlib.resources
@@ -51,6 +50,22 @@ def config_from_dict(document: Mapping[str, Any]) -> Config:
     return _build(Config, document, "")
 
 
+def load_run_config(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """A run folder's resolved config.yaml, then `key=value` overrides.
+
+    Keys added to foley after the run was made (absent from its config.yaml) take base.yaml's
+    values, which for such keys are the behaviour the run had (e.g. prior.label_dropout 0).
+    """
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise ConfigError(f"'{run_dir}' is not a foley run folder (no config.yaml); give the --out of a `foley run`")
+    document = _base_document()
+    _deep_merge(document, _read_layered(path, seen=()))
+    for override in overrides:
+        _apply_override(document, override)
+    return config_from_dict(document)
+
+
 def section_from_dict(cls: type, data: Mapping[str, Any], path: str) -> Any:
     """One validated config section (e.g. AutoencoderConfig) from plain data, as stored in checkpoints."""
     return _build(cls, data, path)
@@ -59,9 +74,13 @@ def section_from_dict(cls: type, data: Mapping[str, Any], path: str) -> Any:
 def with_base_defaults(section: str, data: Mapping[str, Any]) -> dict[str, Any]:
     """A top-level section as stored (e.g. in a checkpoint made before a key existed), with every
     key it lacks taken from base.yaml, whose values keep the behaviour from before the key."""
-    merged = copy.deepcopy(_read_layered(resolve_config_path("base"), seen=())[section])
+    merged = _base_document()[section]
     _deep_merge(merged, data)
     return merged
+
+
+def _base_document() -> dict[str, Any]:
+    return _read_layered(resolve_config_path("base"), seen=())
 
 
 def resolve_config_path(source: str | Path) -> Path:

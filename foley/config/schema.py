@@ -93,7 +93,7 @@ class Config:
     @property
     def map_shape(self) -> tuple[int, int]:
         """(height, width) of the stacked code map the prior models."""
-        return shapes.stacked_shape(self.latent_shape, self.autoencoder.quantizer.levels)
+        return shapes.stacked_shape(self.latent_shape, self.autoencoder.quantizer.levels, self.codes.stack)
 
     @property
     def class_count(self) -> int:

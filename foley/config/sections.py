@@ -107,6 +107,9 @@ class MelConfig:
         require(0 <= self.fmin < self.fmax, f"{path}.fmin", "must be in [0, fmax)")
 
 
+LR_SCHEDULES = ("constant", "cosine")  # foley.train.schedule.SCHEDULES
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int
@@ -114,8 +117,12 @@ class TrainConfig:
     lr: float
     checkpoint_every: int
     num_workers: int
+    schedule: str
+    warmup_steps: int
 
     def check(self, path: str) -> None:
+        require_choice(self.schedule, LR_SCHEDULES, f"{path}.schedule")
+        require(self.warmup_steps >= 0, f"{path}.warmup_steps", "must be >= 0 (0 = no warm-up)")
         require(self.epochs >= 1, f"{path}.epochs", "must be at least 1")
         require(self.batch_size >= 1, f"{path}.batch_size", "must be at least 1")
         require(self.lr > 0, f"{path}.lr", "must be positive")
@@ -234,7 +241,7 @@ class AutoencoderConfig:
         require(self.n_res_block >= 0, f"{path}.n_res_block", "must be >= 0")
 
 
-STACKS = ("freq", "interleave")
+STACKS = ("freq", "interleave", "time")
 
 
 @dataclass(frozen=True)
@@ -258,14 +265,21 @@ class PriorConfig:
     n_head: int
     dropout: float
     label_hidden: int
+    label_dropout: float
+    label_channels: int
     train: TrainConfig
 
     def check(self, path: str) -> None:
-        for key in ("channel", "kernel_size", "n_block", "res_channel", "label_hidden"):
+        for key in ("channel", "kernel_size", "n_block", "res_channel", "label_hidden", "label_channels"):
             require(getattr(self, key) >= 1, f"{path}.{key}", "must be positive")
         require(self.kernel_size >= 2, f"{path}.kernel_size", "must be at least 2")
         require(self.n_res_block >= 0, f"{path}.n_res_block", "must be >= 0")
         require(0.0 <= self.dropout < 1.0, f"{path}.dropout", "must be in [0, 1)")
+        require(
+            0.0 <= self.label_dropout < 1.0,
+            f"{path}.label_dropout",
+            "must be in [0, 1) (0 = no null label; classifier-free guidance needs > 0, e.g. 0.1)",
+        )
         if self.attention:
             require(self.n_head >= 1, f"{path}.n_head", "must be positive")
             require(
@@ -282,11 +296,13 @@ class SampleConfig:
     top_k: int
     batch_size: int
     levels: int
+    guidance: float
 
     def check(self, path: str) -> None:
         require(self.per_class >= 1, f"{path}.per_class", "must be at least 1")
         require(self.levels >= 0, f"{path}.levels", "must be >= 0 (0 = all of the autoencoder's levels)")
         require(self.temperature > 0, f"{path}.temperature", "must be positive")
+        require(self.guidance >= 0, f"{path}.guidance", "must be >= 0 (1 = no classifier-free guidance, 0 = unconditional)")
         require(self.top_k >= 0, f"{path}.top_k", "must be >= 0 (0 = no top-k truncation)")
         require(self.batch_size >= 1, f"{path}.batch_size", "must be at least 1")
 

@@ -113,6 +113,7 @@ class EvaluateConfig:
     floor_clips_per_class: int
     batch_size: int
     save_embeddings: bool
+    classifier_epochs: int
 
     @property
     def embedder_names(self) -> tuple[str, ...]:
@@ -144,3 +145,4 @@ class EvaluateConfig:
             "must be >= 0 (0 = every reference clip)",
         )
         require(self.batch_size >= 1, f"{path}.batch_size", "must be at least 1")
+        require(self.classifier_epochs >= 0, f"{path}.classifier_epochs", "must be >= 0 (0 = no class accuracy)")

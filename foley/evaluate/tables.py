@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from foley.evaluate.classifier import ClassAccuracy
 from foley.evaluate.fad import FADInterval, sample_size_warning
 from foley.evaluate.kad import KADScore
 from foley.evaluate.scores import SetScores
@@ -24,6 +25,8 @@ FAD_FIELDS = (
 )
 FLOOR_FIELDS = ("floor",) + FAD_FIELDS
 FLOOR_TITLES = {"vocoder": "vocoder floor", "reconstruction": "reconstruction floor"}
+ACCURACY_FIELDS = ("set", "class", "clips", "correct", "accuracy", "classifier")
+ACCURACY_TITLES = {"real": "held-out real (ceiling)", "generated": "generated"}  # and the floors: floor_title
 
 
 def floor_title(floor: str) -> str:
@@ -137,13 +140,60 @@ class ReportSection:
     floors_note: str
 
 
-def render_report(run_name: str, sections: Sequence[ReportSection]) -> str:
-    """The run's report: one section per embedder (headed by its name when there are several)."""
+def accuracy_rows(results: Mapping[str, ClassAccuracy], classifier: str) -> list[dict]:
+    """Per set (real, floors, generated): one row per class and a `mean` row (the mean of the classes)."""
+    rows = []
+    for name, result in results.items():
+        correct = [int(v) for v in result.confusion.diagonal()]
+        for c, class_name in enumerate(result.class_names):
+            rows.append({"set": name, "class": class_name, "clips": int(result.clips[c]), "correct": correct[c],
+                         "accuracy": _number(result.per_class[c]), "classifier": classifier})
+        rows.append({"set": name, "class": "mean", "clips": int(result.clips.sum()), "correct": sum(correct),
+                     "accuracy": _number(result.mean), "classifier": classifier})
+    return rows
+
+
+def confusion_rows(results: Mapping[str, ClassAccuracy], names: tuple[str, ...]) -> tuple[tuple[str, ...], list[dict]]:
+    """Per set and true class, the clips predicted as each class."""
+    fields = ("set", "true \\ predicted", *names)
+    rows = [dict(zip(fields, (name, true, *map(int, counts))))
+            for name, result in results.items() for true, counts in zip(result.class_names, result.confusion)]
+    return fields, rows
+
+
+def render_class_accuracy(results: Mapping[str, ClassAccuracy], note: str) -> list[str]:
+    """The report's class-accuracy section: per class and set, then the generated clips' confusion matrix."""
+    lines = ["## Class accuracy", "", note, ""]
+    if not results:
+        return lines
+    names = next(iter(results.values())).class_names
+    titles = [ACCURACY_TITLES.get(k) or floor_title(k) for k in results]
+    lines += ["| class | " + " | ".join(titles) + " |", "|---|" + "---|" * len(results)]
+    for c, name in enumerate(names):
+        lines.append(f"| {name} | " + " | ".join(_percent(r.per_class[c], int(r.clips[c])) for r in results.values()) + " |")
+    lines += ["| **mean** | " + " | ".join(f"**{r.mean:.1%}**" for r in results.values()) + " |", ""]
+    if "generated" in results:
+        lines += ["Generated clips: their class (rows) x the classifier's class (columns).", "",
+                  "| generated \\ classified | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+        for name, counts in zip(names, results["generated"].confusion):
+            lines.append(f"| {name} | " + " | ".join(str(int(v)) for v in counts) + " |")
+        lines.append("")
+    return lines
+
+
+def _percent(value: float, clips: int) -> str:
+    return "no clips" if clips == 0 else f"{value:.1%} ({clips})"
+
+
+def render_report(run_name: str, sections: Sequence[ReportSection], accuracy: list[str] | None = None) -> str:
+    """The run's report: one section per embedder (headed by its name when there are several), then the
+    class accuracy section when given (it does not depend on the embedder)."""
     lines = [f"# foley run report: {run_name}", ""]
     for section in sections:
         if len(sections) > 1:
             lines += [f"## Embedder {section.provenance.embedder}", ""]
         lines += render_section(section, "##" if len(sections) == 1 else "###")
+    lines += accuracy or []
     return "\n".join(lines) + "\n"
 
 

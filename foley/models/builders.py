@@ -34,6 +34,8 @@ def build_prior(section: PriorConfig, map_shape: tuple[int, int], vocab_size: in
         n_head=section.n_head,
         dropout=section.dropout,
         label_hidden=section.label_hidden,
+        label_dropout=section.label_dropout,
+        label_channels=section.label_channels,
     )
 
 
@@ -64,7 +66,7 @@ def load_autoencoder(path: str | Path) -> tuple[Autoencoder, AutoencoderConfig]:
 def load_prior(path: str | Path) -> tuple[PixelSNAIL, PriorConfig]:
     payload = load_checkpoint(path, kind="prior")
     spec = payload["model_config"]
-    section = section_from_dict(PriorConfig, spec["prior"], "prior")
+    section = section_from_dict(PriorConfig, with_base_defaults("prior", spec["prior"]), "prior")
     model = build_prior(section, tuple(spec["map_shape"]), spec["vocab_size"], spec["n_classes"])
     _load_state(model, payload, path)
     return model, section

@@ -75,17 +75,17 @@ class CausalResBlockStep:
     def __init__(self, block: GatedResBlock, dtype: torch.dtype) -> None:
         self.conv1 = RowCausalConv(block.conv1.conv.conv, dtype)
         self.conv2 = RowCausalConv(block.conv2.conv.conv, dtype)
-        self.condition = block.condition.conv.weight.detach().to(dtype).flatten()
+        self.condition = block.condition.conv.weight.detach().to(dtype).flatten(1).t()  # (C_label, C_out)
 
     def begin(self, batch: int, width: int) -> None:
         self.conv1.begin(batch, width)
         self.conv2.begin(batch, width)
 
     def start_row(self, condition_row: torch.Tensor) -> None:
-        """``condition_row`` (B, W): the label's conditioning map on this row."""
+        """``condition_row`` (B, C_label, W): the label's conditioning map on this row."""
         self.conv1.start_row()
         self.conv2.start_row()
-        self.conv2.above += condition_row.unsqueeze(2) * self.condition
+        self.conv2.above += condition_row.transpose(1, 2) @ self.condition
 
     def step(self, x: torch.Tensor, col: int) -> torch.Tensor:
         hidden = self.conv1.step(F.elu(x), col)

@@ -71,8 +71,7 @@ class IncrementalPixelSNAIL:
         self.dtype = dtype or self.model_dtype
         self.map_shape = folded.map_shape
         self.vocab_size = folded.vocab_size
-        self.embed = folded.embedNet
-        self.n_classes = folded.n_classes
+        self.label_map = folded.label_map  # eval mode: labels as given, the null label included
         self.stacks = InputStacks(folded, self.dtype)
         self.blocks = [BlockStep(block, self.dtype) for block in folded.blocks]
         self.out = as_linear(folded.out[1].conv, self.dtype)
@@ -88,8 +87,8 @@ class IncrementalPixelSNAIL:
     @torch.no_grad()
     def begin(self, labels: torch.Tensor) -> None:
         """Start a batch of maps, one per label (B,), at position 0."""
-        one_hot = F.one_hot(labels.to(self.background.device), self.n_classes).to(self.model_dtype)
-        self.condition = self.embed(one_hot).view(-1, *self.map_shape).to(self.dtype)  # (B, H, W)
+        condition = self.label_map(labels.to(self.background.device))
+        self.condition = condition.to(self.dtype)  # (B, label_channels, H, W)
         self.batch = len(labels)
         self.stacks.begin(self.batch, self.map_shape)
         for block in self.blocks:
@@ -106,7 +105,7 @@ class IncrementalPixelSNAIL:
         if col == 0:
             self.stacks.start_row(row)
             for block in self.blocks:
-                block.start_row(self.condition[:, row])
+                block.start_row(self.condition[:, :, row])
         x = self.stacks.step(col)
         background = self.background[self.position].expand(self.batch, -1)
         for block in self.blocks:

@@ -6,9 +6,17 @@ vocabulary given the codes at earlier positions and the clip's class label:
 - two causal input stacks over the one-hot codes: ``horizontal`` sees the rows above, ``vertical``
   the positions to the left in the current and upper rows; their sum enters the first block;
 - ``n_block`` pixel blocks: gated residual blocks with causal convolutions (the label's learned
-  conditioning map added in each), then causal multi-head attention over all earlier positions
-  with the coordinate ``background`` as extra input (or, without attention, a 1x1 convolution);
+  conditioning map, of ``label_channels`` channels (the baseline: 1), added in each), then causal
+  multi-head attention over all earlier positions with the coordinate ``background`` as extra input
+  (or, without attention, a 1x1 convolution);
 - ELU and a 1x1 convolution to vocabulary logits.
+
+Classifier-free guidance: a prior built with ``label_dropout`` > 0 has one more label, the learned
+null label (``null_label`` = n_classes, an extra input of the label network). In training mode
+``label_map`` replaces each label by it with probability ``label_dropout``; a sampler then guides
+with the logits of the null label (``foley.sample.reference.guided_logits``). With
+``label_dropout`` 0 the model, its state dict and its training are the baseline's (no null label,
+no random draws).
 
 Module and parameter names follow the baseline so that its checkpoints load
 (``load_baseline_state_dict``); the baseline's unused ``cond_resnet`` is not built.
@@ -132,10 +140,11 @@ class PixelBlock(nn.Module):
         attention: bool,
         n_head: int,
         dropout: float,
+        label_channels: int = 1,
     ) -> None:
         super().__init__()
         self.resblocks = nn.ModuleList(
-            GatedResBlock(channel, res_channel, kernel_size, True, dropout, condition_channels=1)
+            GatedResBlock(channel, res_channel, kernel_size, True, dropout, condition_channels=label_channels)
             for _ in range(n_res_block)
         )
         self.attention = attention
@@ -165,20 +174,25 @@ class PixelBlock(nn.Module):
 
 
 class LabelEmbedding(nn.Module):
-    """One-hot label -> a conditioning map (B, 1, H, W): four linear layers, no activations."""
+    """One-hot label -> a conditioning map (B, channels, H, W): four linear layers, no activations.
 
-    def __init__(self, n_classes: int, hidden: int, map_shape: tuple[int, int]) -> None:
+    The baseline's map has one channel; more channels let each gated block take the label in
+    along as many directions instead of one.
+    """
+
+    def __init__(self, n_labels: int, hidden: int, map_shape: tuple[int, int], channels: int = 1) -> None:
         super().__init__()
         self.map_shape = map_shape
+        self.channels = channels
         self.blocks = nn.Sequential(
-            nn.Linear(n_classes, hidden),
+            nn.Linear(n_labels, hidden),
             nn.Linear(hidden, hidden),
             nn.Linear(hidden, hidden),
-            nn.Linear(hidden, map_shape[0] * map_shape[1]),
+            nn.Linear(hidden, channels * map_shape[0] * map_shape[1]),
         )
 
     def forward(self, one_hot: torch.Tensor) -> torch.Tensor:
-        return self.blocks(one_hot).view(-1, 1, *self.map_shape)
+        return self.blocks(one_hot).view(-1, self.channels, *self.map_shape)
 
 
 def coordinate_background(map_shape: tuple[int, int]) -> torch.Tensor:
@@ -197,7 +211,7 @@ class PixelSNAIL(nn.Module):
     ``forward(codes (B, h, W), labels (B,)) -> logits (B, vocab_size, h, W)``. ``h`` may be less
     than H: the model then sees the first ``h`` rows (a prefix), and its logits equal the full
     map's on those rows. The logits at a position depend only on the codes before it (raster
-    order) and on the label.
+    order) and on the label. With ``label_dropout`` > 0 the labels may also be ``null_label``.
     """
 
     def __init__(
@@ -215,30 +229,65 @@ class PixelSNAIL(nn.Module):
         n_head: int,
         dropout: float,
         label_hidden: int,
+        label_dropout: float = 0.0,
+        label_channels: int = 1,
     ) -> None:
         super().__init__()
         _check_sizes(dict(
             map_shape=tuple(map_shape), vocab_size=vocab_size, n_classes=n_classes, channel=channel,
             kernel_size=kernel_size, n_block=n_block, n_res_block=n_res_block, res_channel=res_channel,
             attention=attention, n_head=n_head, dropout=dropout, label_hidden=label_hidden,
+            label_dropout=label_dropout, label_channels=label_channels,
         ))
         self.map_shape = tuple(map_shape)
         self.vocab_size = vocab_size
         self.n_classes = n_classes
+        self.label_dropout = label_dropout
         k = kernel_size
         self.horizontal = CausalConv2d(vocab_size, channel, (k // 2, k), "down")
         self.vertical = CausalConv2d(vocab_size, channel, ((k + 1) // 2, k // 2), "downright")
         self.register_buffer("background", coordinate_background(self.map_shape))
         self.blocks = nn.ModuleList(
-            PixelBlock(channel, res_channel, k, n_res_block, attention, n_head, dropout)
+            PixelBlock(channel, res_channel, k, n_res_block, attention, n_head, dropout, label_channels)
             for _ in range(n_block)
         )
-        self.embedNet = LabelEmbedding(n_classes, label_hidden, self.map_shape)  # baseline's name
+        self.embedNet = LabelEmbedding(self.n_labels, label_hidden, self.map_shape, label_channels)  # baseline's name
         self.out = nn.Sequential(nn.ELU(), WNConv2d(channel, vocab_size))
 
+    @property
+    def null_label(self) -> int | None:
+        """The learned null label's id (n_classes) when trained with label dropout, else None."""
+        return self.n_classes if self.label_dropout > 0 else None
+
+    @property
+    def n_labels(self) -> int:
+        """Label ids the model accepts: the classes, plus the null label when it has one."""
+        return self.n_classes + int(self.null_label is not None)
+
+    def null_labels(self, batch: int) -> torch.Tensor:
+        """(batch,) null labels on the model's device; ValueError when the model has none."""
+        if self.null_label is None:
+            raise ValueError(
+                "this prior has no null label (trained with prior.label_dropout 0), so it cannot be guided; "
+                "train it with prior.label_dropout > 0 (e.g. 0.1) or sample with guidance 1"
+            )
+        return torch.full((batch,), self.null_label, dtype=torch.long, device=self.background.device)
+
+    def drop_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        """Each label replaced by the null label with probability label_dropout (torch's global RNG).
+
+        Returns ``labels`` itself, drawing nothing, when label_dropout is 0.
+        """
+        if self.null_label is None:
+            return labels
+        dropped = torch.rand(labels.shape, device=labels.device) < self.label_dropout
+        return torch.where(dropped, torch.full_like(labels, self.null_label), labels)
+
     def label_map(self, labels: torch.Tensor) -> torch.Tensor:
-        """The conditioning map of each label, (B, 1, H, W)."""
-        one_hot = F.one_hot(labels, self.n_classes).to(self.background.dtype)
+        """The conditioning map of each label, (B, label_channels, H, W); in training mode after ``drop_labels``."""
+        if self.training:
+            labels = self.drop_labels(labels)
+        one_hot = F.one_hot(labels, self.n_labels).to(self.background.dtype)
         return self.embedNet(one_hot)
 
     def input_stacks(self, codes: torch.Tensor) -> torch.Tensor:
@@ -268,7 +317,8 @@ class PixelSNAIL(nn.Module):
                 f"labels must be ({codes.shape[0]},), one per code map, got {tuple(labels.shape)}"
             )
         _check_range("codes", codes, self.vocab_size, "vocab_size")
-        _check_range("labels", labels, self.n_classes, "n_classes")
+        limit_name = "n_classes + the null label" if self.null_label is not None else "n_classes"
+        _check_range("labels", labels, self.n_labels, limit_name)
 
 
 def _check_range(name: str, values: torch.Tensor, limit: int, limit_name: str) -> None:
@@ -293,7 +343,9 @@ def _check_sizes(args: dict) -> None:
         (args["channel"] >= 1, "channel", "must be positive"),
         (args["res_channel"] >= 1, "res_channel", "must be positive"),
         (args["label_hidden"] >= 1, "label_hidden", "must be positive"),
+        (args["label_channels"] >= 1, "label_channels", "must be positive"),
         (0.0 <= args["dropout"] < 1.0, "dropout", "must be in [0, 1)"),
+        (0.0 <= args["label_dropout"] < 1.0, "label_dropout", "must be in [0, 1)"),
     ]
     if args["attention"]:
         channel, n_head = args["channel"], args["n_head"]

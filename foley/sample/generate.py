@@ -63,7 +63,7 @@ def generate(
         batch_indices = list(indices[first : first + settings.batch_size])
         seeds = [clip_seed(seed, c, i) for c, i in zip(batch_classes, batch_indices)]
         labels = torch.tensor(batch_classes, dtype=torch.long, device=device)
-        maps = sampler(labels, seeds, settings.temperature, settings.top_k)
+        maps = sampler(labels, seeds, settings.temperature, settings.top_k, guidance=settings.guidance)
         codes.append(maps.cpu().numpy())
         for one_map in maps.split(1):  # one clip at a time: float rounding must not depend on the batch
             levels = unstack_levels(one_map, autoencoder.levels, stack)

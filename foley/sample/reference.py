@@ -7,6 +7,12 @@ position is chosen from the model's logits by inverse-CDF sampling with that uni
 on the other classes in that batch, or on the sampler's schedule: any sampler that produces the
 same logits at each position (the reference here, the cached one in foley.sample.fast)
 yields the same map.
+
+Classifier-free guidance (``guidance`` s != 1, a prior with a null label): the logits at each
+position are ``guided_logits(l_class, l_null, s)`` = l_null + s * (l_class - l_null), where l_null
+are the logits of the same map prefix under the null label; temperature and top-k apply after.
+s = 1 is plain conditional sampling and runs no null pass; s = 0 samples the null label alone
+(unconditionally); s > 1 pushes the clips further towards their class.
 """
 
 from __future__ import annotations
@@ -71,6 +77,19 @@ def choose_codes(
     return kept.gather(1, rank.unsqueeze(1)).squeeze(1)
 
 
+def guided_logits(conditional: torch.Tensor, null: torch.Tensor, guidance: float) -> torch.Tensor:
+    """Classifier-free guidance on raw logits: null + guidance * (conditional - null)."""
+    return null + guidance * (conditional - null)
+
+
+def check_guidance(prior: PixelSNAIL, guidance: float) -> None:
+    """ValueError when ``guidance`` is negative, or differs from 1 on a prior without a null label."""
+    if not guidance >= 0:
+        raise ValueError(f"guidance must be >= 0 (1 = plain conditional sampling, 0 = unconditional), got {guidance}")
+    if guidance != 1:
+        prior.null_labels(0)
+
+
 @torch.no_grad()
 def sample_reference(
     prior: PixelSNAIL,
@@ -79,13 +98,16 @@ def sample_reference(
     temperature: float = 1.0,
     top_k: int = 0,
     progress: bool = False,
+    guidance: float = 1.0,
 ) -> torch.Tensor:
     """Sample (B, H, W) code maps, running the whole model on the prefix rows for every position.
 
-    The straightforward algorithm (H * W forward passes); the definition other samplers must match.
+    The straightforward algorithm (H * W forward passes, twice with guidance != 1); the definition
+    other samplers must match.
     """
     if len(seeds) != len(labels):
         raise ValueError(f"need one seed per label: {len(seeds)} seeds for {len(labels)} labels")
+    check_guidance(prior, guidance)
     height, width = prior.map_shape
     device = prior.background.device
     labels = labels.to(device)
@@ -96,7 +118,7 @@ def sample_reference(
     prior.eval()
     try:
         for position in tqdm(range(height * width), desc="sampling (reference)", disable=not progress):
-            reference_step(prior, codes, labels, position, uniforms[:, position], temperature, top_k)
+            reference_step(prior, codes, labels, position, uniforms[:, position], temperature, top_k, guidance)
     finally:
         prior.train(was_training)
     return codes
@@ -110,6 +132,7 @@ def reference_step(
     uniforms: torch.Tensor,
     temperature: float,
     top_k: int,
+    guidance: float = 1.0,
 ) -> None:
     """One position of the reference sampler: the whole model on the rows so far, then the choice.
 
@@ -117,4 +140,7 @@ def reference_step(
     """
     row, col = divmod(position, codes.shape[2])
     logits = prior(codes[:, : row + 1], labels)[:, :, row, col]
+    if guidance != 1:
+        null = prior(codes[:, : row + 1], prior.null_labels(len(labels)))[:, :, row, col]
+        logits = guided_logits(logits, null, guidance)
     codes[:, row, col] = choose_codes(logits, uniforms, temperature, top_k)

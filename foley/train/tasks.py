@@ -8,6 +8,7 @@ trains inside DistributedDataParallel (`network`) while checkpoints hold the mod
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -26,7 +27,8 @@ from foley.util.device import autocast
 
 
 class AdamTask:
-    """A model trained by Adam on the "loss" entry of `losses(batch, network)`.
+    """A model trained by Adam on the "loss" entry of `losses(batch, network)`; `lr_factor(step)`
+    (foley.train.schedule), when given, scales the learning rate at each step.
 
     `network` runs `loss_module` (the model itself unless a subclass computes its losses in a
     module of its own), inside DistributedDataParallel with several processes and compiled by
@@ -34,7 +36,8 @@ class AdamTask:
     fused one for the device): the same update in fewer passes over the parameters.
     """
 
-    def __init__(self, model: nn.Module, lr: float, device: torch.device, amp: bool = False, *,
+    def __init__(self, model: nn.Module, lr: float, device: torch.device, amp: bool = False,
+                 lr_factor: Callable[[int], float] | None = None, *,
                  loss_module: nn.Module | None = None, fused: bool = False, compile: bool = False):
         self.model, self.device = model, device
         self.loss_module = model if loss_module is None else loss_module
@@ -42,6 +45,7 @@ class AdamTask:
         if compile:
             self.network = torch.compile(self.network)
         self.optimizer = adam(list(model.parameters()), lr, fused)
+        self.scheduler = None if lr_factor is None else torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_factor)
         self.amp = amp
 
     def losses(self, batch: tuple[torch.Tensor, ...], network: nn.Module) -> dict[str, torch.Tensor]:
@@ -54,8 +58,14 @@ class AdamTask:
             losses = self.losses(batch, self.network)
         self.optimizer.zero_grad(set_to_none=True)
         (losses["loss"] * share.gradient_scale).backward()
-        self.optimizer.step()
+        self.step_optimizer()
         return {key: float(value.detach()) for key, value in losses.items()}
+
+    def step_optimizer(self) -> None:
+        """One Adam step, then the learning-rate schedule's."""
+        self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
 
     def end_epoch(self, epoch: int) -> dict[str, float]:
         return {}
@@ -76,11 +86,16 @@ class AdamTask:
         return {f"val/{key}": value / share.total for key, value in distributed.summed_dicts(totals).items()}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+        if self.scheduler is not None:
+            state["scheduler"] = self.scheduler.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
 
 
 class AutoencoderTask(AdamTask):
@@ -91,8 +106,9 @@ class AutoencoderTask(AdamTask):
 
     def __init__(self, model: Autoencoder, commitment_weight: float, lr: float, device: torch.device,
                  amp: bool = False, val_mels: torch.Tensor | None = None, val_batch_size: int = 16,
-                 loss: LossConfig | None = None, fast_path: bool = True, compile: bool = False):
-        super().__init__(model, lr, device, amp, fused=fast_path, compile=compile)
+                 loss: LossConfig | None = None, lr_factor: Callable[[int], float] | None = None,
+                 fast_path: bool = True, compile: bool = False):
+        super().__init__(model, lr, device, amp, lr_factor, fused=fast_path, compile=compile)
         self.commitment_weight = commitment_weight
         self.val_mels, self.val_batch_size = val_mels, val_batch_size
         self.counts = torch.zeros(model.levels, model.quantizer.size, dtype=torch.long)
@@ -128,7 +144,7 @@ class AutoencoderTask(AdamTask):
         self.optimizer.zero_grad(set_to_none=True)
         commitment = result.commitment * (self.commitment_weight * share.gradient_scale)
         torch.autograd.backward([output, commitment], [gradient * share.gradient_scale, torch.ones_like(commitment)])
-        self.optimizer.step()
+        self.step_optimizer()
         logged = {key: float(value.detach()) for key, value in losses.items()}
         return {**logged, **{f"balancer/scale_{name.split('/')[-1]}": s for name, s in scales.items()}}
 
@@ -180,8 +196,9 @@ class PriorTask(AdamTask):
 
     def __init__(self, model: PixelSNAIL, lr: float, device: torch.device, amp: bool = False,
                  val_set: tuple[torch.Tensor, torch.Tensor] | None = None, val_batch_size: int = 16,
-                 fast_path: bool = True, compile: bool = False):
-        super().__init__(model, lr, device, amp, loss_module=PriorLoss(model, fast_path), fused=fast_path, compile=compile)
+                 lr_factor: Callable[[int], float] | None = None, fast_path: bool = True, compile: bool = False):
+        super().__init__(model, lr, device, amp, lr_factor, loss_module=PriorLoss(model, fast_path), fused=fast_path,
+                         compile=compile)
         self.val_set, self.val_batch_size = val_set, val_batch_size
 
     def losses(self, batch: tuple[torch.Tensor, ...], network: nn.Module) -> dict[str, torch.Tensor]:

@@ -34,6 +34,8 @@ def latent_shape(shape: Stride, strides: Sequence[Stride]) -> Stride:
     return math.ceil(shape[0] / sf), math.ceil(shape[1] / st)
 
 
-def stacked_shape(latent: Stride, levels: int) -> Stride:
-    """Shape of the single map the prior models: levels stacked along frequency (both layouts)."""
-    return latent[0] * levels, latent[1]
+def stacked_shape(latent: Stride, levels: int, stack: str = "freq") -> Stride:
+    """Shape of the single map the prior models: levels stacked along frequency (`freq`, `interleave`),
+    transposed for `time` (foley.quantize.stacking)."""
+    rows, cols = latent[0] * levels, latent[1]
+    return (cols, rows) if stack == "time" else (rows, cols)

@@ -38,6 +38,8 @@ def add_bench_sample(benches: argparse._SubParsersAction, common: argparse.Argum
     sample.add_argument("--device", help="auto, cpu, cuda or cuda:N (default auto)")
     sample.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     sample.add_argument("--amp", action="store_true", help="run the fast sampler under bf16 autocast")
+    sample.add_argument("--guidance", type=float, default=3.0,
+                        help="also time the fast sampler with classifier-free guidance at this scale (default 3; 1: skip)")
     sample.add_argument("--json", action="store_true", help="print one JSON object")
     sample.set_defaults(handler=cmd_bench_sample)
 
@@ -45,7 +47,7 @@ def add_bench_sample(benches: argparse._SubParsersAction, common: argparse.Argum
 def cmd_bench_sample(args: argparse.Namespace) -> int:
     map_shape = _map_shape(args.map)
     limits = (("--batch", args.batch, 1), ("--dcase-batch", args.dcase_batch, 1),
-              ("--reference-rows", args.reference_rows, 0), ("--threads", args.threads, 1))
+              ("--reference-rows", args.reference_rows, 0), ("--threads", args.threads, 1), ("--guidance", args.guidance, 0))
     for flag, value, least in limits:
         if value is not None and value < least:
             raise RunError(f"{flag} must be at least {least}, got {value}")
@@ -62,7 +64,7 @@ def cmd_bench_sample(args: argparse.Namespace) -> int:
     device = resolve_device(args.device or "auto")
     dcase = args.dcase_set == "on" or (args.dcase_set == "auto" and device.type == "cuda" and map_shape == dcase_map)
     result = bench_sample(args.size, args.batch, map_shape, args.reference_rows, device, args.amp,
-                          args.dcase_batch if dcase else None, progress=not args.quiet)
+                          args.dcase_batch if dcase else None, progress=not args.quiet, guidance=args.guidance)
     print(json.dumps(result.to_dict()) if args.json else format_sample_bench(result))
     return 0
 

@@ -5,7 +5,9 @@ the same clips. The reference re-reads every earlier row at each of the H * W po
 step costs more further down the map (convolutions grow linearly with the rows read, attention
 quadratically). At large sizes it is timed on a few rows and extrapolated: a polynomial of degree
 <= 2 in the rows read, through the timed steps, summed over every position. On a GPU it also
-times the whole DCASE set: 100 clips x 7 classes, prior + decoding + vocoding.
+times the whole DCASE set: 100 clips x 7 classes, prior + decoding + vocoding. With a guidance
+scale other than 1 the prior gets a null label and the fast sampler is also timed with
+classifier-free guidance (each clip sampled under its label and the null label in one batch).
 """
 
 from __future__ import annotations
@@ -57,18 +59,28 @@ class SampleBench:
     peak_cuda_mib: float | None
     ratio: float
     maps_identical: bool | None  # only known when the whole reference ran (float32)
+    guidance: float = 1.0
+    fast_guided_s_per_clip: float | None = None  # the fast sampler with classifier-free guidance (None at guidance 1)
     dcase_set: dict[str, Any] | None = None
 
+    @property
+    def guidance_cost(self) -> float | None:
+        """Guided over plain fast sampling time (about 2: twice the batch)."""
+        return None if self.fast_guided_s_per_clip is None else self.fast_guided_s_per_clip / self.fast_s_per_clip
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "guidance_cost": self.guidance_cost}
 
 
-def bench_prior(size: str, map_shape: tuple[int, int], device: torch.device, seed: int = 0) -> PixelSNAIL:
-    """A PixelSNAIL of the named size with random weights, in eval mode on ``device``."""
+def bench_prior(size: str, map_shape: tuple[int, int], device: torch.device, seed: int = 0,
+                label_dropout: float = 0.0) -> PixelSNAIL:
+    """A PixelSNAIL of the named size with random weights, in eval mode on ``device`` (with a null
+    label when ``label_dropout`` > 0)."""
     if size not in PRIOR_SIZES:
         raise ValueError(f"unknown size {size!r}; sizes: {', '.join(PRIOR_SIZES)}")
     torch.manual_seed(seed)
-    return PixelSNAIL(map_shape, VOCAB_SIZE, N_CLASSES, **PRIOR_SIZES[size]).to(device).eval()
+    model = PixelSNAIL(map_shape, VOCAB_SIZE, N_CLASSES, **PRIOR_SIZES[size], label_dropout=label_dropout)
+    return model.to(device).eval()
 
 
 def bench_sample(
@@ -80,16 +92,19 @@ def bench_sample(
     amp: bool = False,
     dcase_batch: int | None = None,
     progress: bool = False,
+    guidance: float = 1.0,
 ) -> SampleBench:
     """Seconds per clip of both samplers at ``batch`` clips; ``reference_rows`` 0 runs the whole reference.
 
     ``dcase_batch``: also time the DCASE set with that prior batch size (None: do not).
+    ``guidance`` != 1: also time the fast sampler with classifier-free guidance at that scale.
     """
     load = os.getloadavg()[0]
-    prior = bench_prior(size, map_shape, device)
+    prior = bench_prior(size, map_shape, device, label_dropout=0.1 if guidance != 1 else 0.0)
     labels = (torch.arange(batch) % N_CLASSES).to(device)
     seeds = [clip_seed(0, int(label), i) for i, label in enumerate(labels)]
     fast_maps, fast = time_fast(prior, labels, seeds, amp, progress)
+    guided = None if guidance == 1 else time_fast(prior, labels, seeds, amp, progress, guidance)[1]["seconds"] / batch
     rows, steps, identical = [], [], None
     if reference_rows == 0:
         reference_maps, seconds = _timed(lambda: sample_reference(prior, labels, seeds, progress=progress), device)
@@ -106,20 +121,21 @@ def bench_sample(
         reference_rows_timed=rows, reference_step_s=steps, ratio=seconds / fast["seconds"],
         fast_s_per_clip=fast["seconds"] / batch, fast_setup_s=fast["setup"],
         fast_state_mib_per_clip=fast["state"] / batch / MIB, peak_cuda_mib=fast["peak"], maps_identical=identical,
+        guidance=guidance, fast_guided_s_per_clip=guided,
     )
     if dcase_batch is not None:
         result.dcase_set = time_dcase_set(prior, dcase_batch, amp, progress)
     return result
 
 
-def time_fast(prior: PixelSNAIL, labels: torch.Tensor, seeds: list[int], amp: bool, progress: bool
-              ) -> tuple[torch.Tensor, dict[str, Any]]:
+def time_fast(prior: PixelSNAIL, labels: torch.Tensor, seeds: list[int], amp: bool, progress: bool,
+              guidance: float = 1.0) -> tuple[torch.Tensor, dict[str, Any]]:
     """The fast sampler's maps and timings: setup and sampling seconds, state bytes, CUDA peak MiB."""
     device = prior.background.device
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     sampler, setup = _timed(lambda: FastSampler(prior, amp), device)
-    maps, seconds = _timed(lambda: sampler(labels, seeds, progress=progress), device)
+    maps, seconds = _timed(lambda: sampler(labels, seeds, progress=progress, guidance=guidance), device)
     peak = torch.cuda.max_memory_allocated(device) / MIB if device.type == "cuda" else None
     return maps, {"setup": setup, "seconds": seconds, "state": sampler.model.state_bytes(), "peak": peak}
 
@@ -186,7 +202,7 @@ def time_generation(prior: PixelSNAIL, autoencoder: Autoencoder, vocoder: Vocode
     """``per_class`` clips of each class (prior, decoder, vocoder; ``batch`` at a time) and the seconds taken."""
     class_ids = [c for c in range(n_classes) for _ in range(per_class)]
     indices = [i for _ in range(n_classes) for i in range(per_class)]
-    settings = SampleConfig(per_class=per_class, temperature=1.0, top_k=0, batch_size=batch, levels=0)
+    settings = SampleConfig(per_class=per_class, temperature=1.0, top_k=0, batch_size=batch, levels=0, guidance=1.0)
     run = partial(generate, prior, autoencoder, vocoder, class_ids, indices, 0, settings, "freq", num_samples,
                   progress=progress, amp=amp)
     return _timed(run, prior.background.device)
@@ -213,6 +229,9 @@ def format_sample_bench(result: SampleBench) -> str:
         f"state {result.fast_state_mib_per_clip:.1f} MiB per clip{peak})",
         f"  ratio      {result.ratio:10.0f}x",
     ]
+    if result.fast_guided_s_per_clip is not None:
+        lines.append(f"  fast, CFG  {result.fast_guided_s_per_clip:10.3f} s per clip  (guidance {result.guidance:g}: "
+                     f"{result.guidance_cost:.2f}x the unguided fast sampler; label and null label in one batch)")
     if result.dcase_set:
         d = result.dcase_set
         lines.append(f"  DCASE set  {d['clips']} clips, {d['stages']} with {d['vocoder']}, prior batch {d['batch']}: "

@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="re-run the selected stages even if up to date")
     run.add_argument("--device", help="auto, cpu, cuda or cuda:N (sets device)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    run.add_argument("--seeds", metavar="S1,S2,...",
+                     help="run the config once per seed, in OUT/seed<S> (OUT default: outputs/<config>-seeds), "
+                          "sharing one cache, then write OUT/summary.md and summary.csv (mean and spread over the seeds)")
     run.add_argument("--nproc", type=int, metavar="N",
                      help="train on N processes on this machine (one per GPU; gloo on CPU): starts torchrun with this command")
     run.set_defaults(handler=cmd_run)
@@ -66,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("-n", type=int, default=10, help="number of clips (default 10)")
     gen.add_argument("--seed", type=int, help="seed (default: the run's; clip i then equals the run's sample i)")
     gen.add_argument("--out", type=Path, help="output folder (default: RUN_DIR/generated)")
+    gen.add_argument("--guidance", type=float,
+                     help="classifier-free guidance scale (default: the run's sample.guidance; 1 = none; "
+                          "other values need a prior trained with prior.label_dropout > 0)")
     gen.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     gen.add_argument("--force", action="store_true", help="overwrite existing clips")
     gen.set_defaults(handler=cmd_generate)
@@ -90,6 +96,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Run the pipeline; under torchrun every process runs this (see foley.stages.commands.launch)."""
     config = run_config(args.config, data=args.data, reference=args.reference, device=args.device,
                         overrides=args.overrides)
+    seeds = _seeds(args.seeds, args.overrides)
     stages = tuple(s.strip() for s in args.stages.split(",")) if args.stages else STAGE_NAMES
     import torch
 
@@ -103,21 +110,55 @@ def cmd_run(args: argparse.Namespace) -> int:
         return relaunch(args.nproc, args.argv)
     if launch is not None and launch.world_size > 1:
         device = distributed.start(launch.rank, launch.world_size, launch.local_rank, device)
+    resume = resume_command(args.argv, launch)
     try:
-        return _run_here(args, config, stages, device, resume_command(args.argv, launch))
+        if seeds is None:
+            return _run_here(args, config, stages, device, resume, Path(args.out or Path("outputs") / config.name))
+        return _run_seeds(args, config.name, seeds, stages, device, resume)
     finally:
         distributed.stop()
 
 
-def _run_here(args: argparse.Namespace, config, stages: tuple[str, ...], device, resume: str) -> int:
+def _seeds(text: str | None, overrides: list[str]) -> list[int] | None:
+    if text is None:
+        return None
+    from foley.stages.seeds import parse_seeds
+
+    if any(o.split("=", 1)[0].strip() == "seed" for o in overrides):
+        raise RunError("give the seeds with --seeds alone, not also with --set seed=...")
+    return parse_seeds(text)
+
+
+def _run_seeds(args: argparse.Namespace, name: str, seeds: list[int], stages: tuple[str, ...], device,
+               resume: str) -> int:
+    """One run per seed in GROUP/seed<N>, sharing GROUP/cache; then the group's summary (rank 0 writes)."""
+    from foley.stages.seeds import group_finished, seed_run_dir, write_group_file, write_summary
+    from foley.util import distributed
+
+    group = Path(args.out or Path("outputs") / f"{name}-seeds")
+    distributed.on_main(lambda: (group.mkdir(parents=True, exist_ok=True),
+                                 write_group_file(group, name, seeds, resume)))
+    for seed in seeds:
+        config = run_config(args.config, data=args.data, reference=args.reference, device=args.device,
+                            overrides=[*args.overrides, f"seed={seed}"])
+        code = _run_here(args, config, stages, device, resume, seed_run_dir(group, seed), group / "cache")
+        if code:
+            return code
+    if group_finished(group):
+        for path in distributed.on_main(lambda: write_summary(group)) or []:
+            log.info("summary of %d seeds: %s", len(seeds), path)
+    return 0
+
+
+def _run_here(args: argparse.Namespace, config, stages: tuple[str, ...], device, resume: str, run_dir: Path,
+              cache_dir: Path | None = None) -> int:
     """This process's part of the run: all of it alone, or its rank's part (rank 0 logs and writes)."""
     from foley.stages.context import StageContext
     from foley.stages.runner import run_pipeline
     from foley.util import distributed
 
-    run_dir = Path(args.out) if args.out else Path("outputs") / config.name
     main_rank = distributed.is_main()
-    ctx = StageContext(run_dir=run_dir, device=device, progress=not args.quiet and main_rank)
+    ctx = StageContext(run_dir=run_dir, device=device, progress=not args.quiet and main_rank, cache_dir=cache_dir)
     if main_rank:
         _log_to_file(run_dir)
     else:
@@ -151,13 +192,15 @@ def cmd_generate(args: argparse.Namespace) -> int:
     name = run.config.data.eval_class_names[run.class_id(args.class_name)]
     folder = (args.out or args.run_dir / "generated") / name
     refuse_existing(folder, args.n, args.force)  # before the minutes of sampling
-    clips = run.generate(name, args.n, seed=args.seed, device=args.device, progress=not args.quiet)
+    clips = run.generate(name, args.n, seed=args.seed, device=args.device, progress=not args.quiet,
+                         guidance=args.guidance)
     paths = clips.write(folder, force=True)
     from foley.stages.report import write_clips_page
 
     page = write_clips_page(folder.parent / f"{name}.html", paths, f"foley generate: {len(paths)} clips of {name}",
-                            f"run {args.run_dir}, seed {clips.seed}", run.config.mel)
-    log.info("wrote %d clips of %s to %s (seed %d); to listen: %s", len(paths), name, folder, clips.seed, page)
+                            f"run {args.run_dir}, seed {clips.seed}, guidance {clips.guidance:g}", run.config.mel)
+    log.info("wrote %d clips of %s to %s (seed %d, guidance %g); to listen: %s", len(paths), name, folder, clips.seed,
+             clips.guidance, page)
     return 0
 
 

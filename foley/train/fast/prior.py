@@ -122,7 +122,7 @@ class _Layers:
             hidden = hidden + self.pointwise(block.aux_conv, F.elu(aux))
         gates = conv(block.conv2, dropout(F.elu(hidden), block.dropout.p, self.training))
         if condition is not None:
-            gates = torch.addcmul(gates, condition, block.condition.conv.weight().flatten())
+            gates = gates + self.pointwise(block.condition, condition)
         return F.glu(gates, dim=-1) + x
 
     def causal_conv(self, layer: CausalConv2d, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,45 @@
+"""Learning-rate schedules: the factor that multiplies the configured learning rate at each step.
+
+``constant``: 1 throughout (the DCASE baseline's default). ``cosine``: a linear warm-up from
+1 / warmup_steps to 1 over the first ``warmup_steps`` steps, then half a cosine from 1 down to 0 at
+the last step. The factor is a pure function of the step, so a resumed run continues the schedule
+exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from foley.config import TrainConfig
+from foley.train.batches import batches_per_epoch
+from foley.util import distributed
+
+SCHEDULES = ("constant", "cosine")
+
+
+def lr_factor(schedule: str, total_steps: int, warmup_steps: int = 0) -> Callable[[int], float]:
+    """The factor at step s (0-based: the factor the s-th optimizer step uses)."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown learning-rate schedule {schedule!r}; schedules: {', '.join(SCHEDULES)}")
+    if total_steps < 1 or warmup_steps < 0:
+        raise ValueError(f"need total_steps >= 1 and warmup_steps >= 0, got {total_steps} and {warmup_steps}")
+
+    def factor(step: int) -> float:
+        warm = min(1.0, (step + 1) / warmup_steps) if warmup_steps else 1.0
+        if schedule == "constant":
+            return warm
+        decay_steps = max(1, total_steps - warmup_steps)
+        progress = min(1.0, max(0.0, (step - warmup_steps) / decay_steps))
+        return warm * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def schedule_for(train: TrainConfig, examples: int) -> Callable[[int], float] | None:
+    """The factor function of a `train:` section over `examples` training examples (the steps of all
+    its epochs on this many processes); None for a constant rate without warm-up (no scheduler)."""
+    if train.schedule == "constant" and not train.warmup_steps:
+        return None
+    steps = train.epochs * batches_per_epoch(examples, train.batch_size, distributed.world_size())
+    return lr_factor(train.schedule, steps, train.warmup_steps)
