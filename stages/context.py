@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset
 
 from foley.config import TrainConfig
 from foley.stages.manifest import stage_details
 from foley.stages.stage import Stage
+from foley.train.data import TrainingData
 from foley.train.loop import LoopPlan, Task, fit
 from foley.util.checkpoint import checkpoint_header, model_payload, remove_checkpoint, save_checkpoint
 from foley.util.distributed import on_main
@@ -78,7 +78,7 @@ def read_index(ctx: StageContext) -> list[dict[str, str]]:
 
 
 def train_model(ctx: StageContext, kind: str, spec: dict, model: torch.nn.Module, task: Task,
-                dataset: Dataset, train: TrainConfig, seed: int, model_file: str) -> dict[str, float]:
+                data: TrainingData, train: TrainConfig, seed: int, model_file: str) -> dict[str, float]:
     """Train `task` with the shared loop, resuming from the stage's checkpoint.pt, then (rank 0) write
     the model file `<stage>/<model_file>` and delete the resume checkpoint (and the one kept before
     it); other ranks wait for it. Returns the last epoch's metrics."""
@@ -91,8 +91,9 @@ def train_model(ctx: StageContext, kind: str, spec: dict, model: torch.nn.Module
         checkpoint_header=checkpoint_header(kind, spec),
         name=ctx.out.name,
         progress=ctx.progress,
+        pin_memory=data.pin_memory,
     )
-    summary = fit(task, dataset, plan)
+    summary = fit(task, data.dataset, plan, data.collate)
 
     def write() -> None:
         save_checkpoint(out / model_file, model_payload(kind, spec, model, metrics=summary))

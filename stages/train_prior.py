@@ -9,8 +9,10 @@ from foley.config import Config
 from foley.models.builders import build_prior, prior_spec
 from foley.stages.context import StageContext, train_model
 from foley.stages.stage import Stage
+from foley.train.data import training_data
 from foley.train.schedule import schedule_for
 from foley.train.tasks import PriorTask
+from foley.util.device import tf32
 
 MODEL_FILE = "prior.pt"
 
@@ -31,17 +33,19 @@ def run(config: Config, ctx: StageContext) -> dict:
     model = build_prior(section, tuple(codes.shape[1:]), vocab_size, config.class_count)
     model.to(ctx.device)
     spec = prior_spec(model, section)
+    speed = config.train_speed
     task = PriorTask(model, section.train.lr, ctx.device, config.amp, val_set=val, val_batch_size=section.train.batch_size,
-                     lr_factor=schedule_for(section.train, len(codes)))
-    dataset = torch.utils.data.TensorDataset(codes, labels)
-    summary = train_model(ctx, "prior", spec, model, task, dataset, section.train, config.seed, MODEL_FILE)
+                     lr_factor=schedule_for(section.train, len(codes)), fast_path=speed.fast_path, compile=speed.compile)
+    data = training_data((codes, labels), ctx.device, section.train.num_workers)
+    with tf32(ctx.device, speed.tf32):
+        summary = train_model(ctx, "prior", spec, model, task, data, section.train, config.seed, MODEL_FILE)
     parameters = sum(p.numel() for p in model.parameters())
     return {"train_maps": len(codes), "val_maps": len(val[0]), "parameters": parameters, "final": summary}
 
 
 STAGE = Stage(
     name="train_prior",
-    sections=("prior", "seed", "amp", "data.class_names"),
+    sections=("prior", "seed", "amp", "train_speed", "data.class_names"),
     upstream=("extract_codes",),
     outputs=(MODEL_FILE, "metrics.csv"),
     run=run,

@@ -9,8 +9,10 @@ from foley.config import Config
 from foley.models.builders import autoencoder_spec, build_autoencoder
 from foley.stages.context import StageContext, read_index, train_model
 from foley.stages.stage import Stage
+from foley.train.data import training_data
 from foley.train.schedule import schedule_for
 from foley.train.tasks import AutoencoderTask
+from foley.util.device import tf32
 
 MODEL_FILE = "vqvae.pt"
 
@@ -32,15 +34,17 @@ def run(config: Config, ctx: StageContext) -> dict:
         model, section.quantizer.commitment, section.train.lr, ctx.device, config.amp,
         val_mels=val, val_batch_size=section.train.batch_size, loss=section.loss,
         lr_factor=schedule_for(section.train, len(train)),
+        fast_path=config.train_speed.fast_path, compile=config.train_speed.compile,
     )
-    dataset = torch.utils.data.TensorDataset(train)
-    summary = train_model(ctx, "autoencoder", spec, model, task, dataset, section.train, config.seed, MODEL_FILE)
+    data = training_data((train,), ctx.device, section.train.num_workers, allow_resident=False)  # pinned batches
+    with tf32(ctx.device, config.train_speed.tf32):
+        summary = train_model(ctx, "autoencoder", spec, model, task, data, section.train, config.seed, MODEL_FILE)
     return {"train_clips": len(train), "val_clips": len(val), "final": summary}
 
 
 STAGE = Stage(
     name="train_vqvae",
-    sections=("autoencoder", "seed", "amp"),
+    sections=("autoencoder", "seed", "amp", "train_speed"),
     upstream=("prepare",),
     outputs=(MODEL_FILE, "metrics.csv"),
     run=run,

@@ -66,3 +66,14 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def test_device():
+    """The device of the tests marked `device`: FOLEY_TEST_DEVICE (cpu unless set; `foley gpu-check`
+    sets cuda), with TF32 off while the test runs so that float32 comparisons keep their tolerances."""
+    device = torch.device(os.environ.get("FOLEY_TEST_DEVICE", "cpu"))
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield device
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved

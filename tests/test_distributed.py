@@ -220,6 +220,11 @@ def test_two_processes_train_like_one_with_the_same_global_batch(two_ranks, tmp_
         tolerance = 1e-4
         assert complete_checkpoint_steps(two_ranks / name / "pairs") == [1]  # 2 steps; written by rank 0
     else:
+        if name == "prior":
+            # The fast path's Winograd products round differently for a rank's half batch than for
+            # the whole one (a few 1e-7 relative); Adam turns that noise in the small gradients of
+            # taps that reach the 8 x 8 map's corners into up to ~1.5e-5 after 6 steps.
+            tolerance = 3e-5
         saved = load_checkpoint(two_ranks / name / "checkpoint.pt")
         assert saved["step"] == 6 and len(saved["rng"]) == 2  # 3 global batches x 2 epochs; both ranks' RNG
         states.append(saved["task"]["model"])

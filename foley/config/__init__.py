@@ -32,6 +32,7 @@ from foley.config.sections import (
     SampleConfig,
     SyntheticConfig,
     TrainConfig,
+    TrainSpeedConfig,
     to_plain,
 )
 from foley.config.vocoder_eval import (
@@ -60,6 +61,7 @@ __all__ = [
     "AudioConfig",
     "MelConfig",
     "TrainConfig",
+    "TrainSpeedConfig",
     "LR_SCHEDULES",
     "CODEBOOK_INITS",
     "QuantizerConfig",

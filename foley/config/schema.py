@@ -21,6 +21,7 @@ from foley.config.sections import (
     MelConfig,
     PriorConfig,
     SampleConfig,
+    TrainSpeedConfig,
     require,
     to_plain,
 )
@@ -38,6 +39,7 @@ class Config:
     seed: int
     device: str
     amp: bool
+    train_speed: TrainSpeedConfig
     data: DataConfig
     audio: AudioConfig
     mel: MelConfig

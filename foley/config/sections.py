@@ -134,6 +134,19 @@ class TrainConfig:
         require(self.num_workers >= 0, f"{path}.num_workers", "must be >= 0")
 
 
+@dataclass(frozen=True)
+class TrainSpeedConfig:
+    """How the trainers compute, not what: the results equal the reference computation's up to
+    float rounding (TF32's on a GPU). The trainer stages declare it, so changing it re-runs them."""
+
+    fast_path: bool
+    compile: bool
+    tf32: bool
+
+    def check(self, path: str) -> None:
+        """Every combination is valid (each switch only changes how a step is computed)."""
+
+
 CODEBOOK_INITS = ("random", "data", "kmeans")
 
 

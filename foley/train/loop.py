@@ -103,6 +103,7 @@ class LoopPlan:
     checkpoint_header: dict[str, Any] = field(default_factory=dict)
     name: str = "train"
     progress: bool = True
+    pin_memory: bool = False  # batches in page-locked memory (host data for a CUDA device)
 
 
 def fit(task: Task | CheckpointingTask, dataset: Dataset, plan: LoopPlan,
@@ -143,7 +144,7 @@ def _run_epoch(task: Task | CheckpointingTask, dataset: Dataset, plan: LoopPlan,
     local, shares = batches.shards(distributed.rank(), distributed.world_size())
     # Its own generator, so creating the loader (worker seeds) leaves the global RNG alone.
     loader = DataLoader(
-        dataset, batch_sampler=local, num_workers=plan.train.num_workers, collate_fn=collate,
+        dataset, batch_sampler=local, num_workers=plan.train.num_workers, collate_fn=collate, pin_memory=plan.pin_memory,
         generator=torch.Generator().manual_seed(plan.seed + loop.epoch),
     )
     sums: dict[str, float] = {}

@@ -17,23 +17,34 @@ from torch import nn
 from foley.config import LossConfig
 from foley.models.autoencoder import Autoencoder, autoencoder_loss, named_losses
 from foley.models.band_loss import MelBands
-from foley.models.pixelsnail import loss_and_accuracy
+from foley.models.pixelsnail import PixelSNAIL, loss_and_accuracy
 from foley.quantize.ema import usage_from_counts
 from foley.train.balancer import LossBalancer
 from foley.train.batches import BatchShare, share_of
+from foley.train.fast.prior import fast_loss_and_accuracy
 from foley.util import distributed
 from foley.util.device import autocast
 
 
 class AdamTask:
     """A model trained by Adam on the "loss" entry of `losses(batch, network)`; `lr_factor(step)`
-    (foley.train.schedule), when given, scales the learning rate at each step."""
+    (foley.train.schedule), when given, scales the learning rate at each step.
+
+    `network` runs `loss_module` (the model itself unless a subclass computes its losses in a
+    module of its own), inside DistributedDataParallel with several processes and compiled by
+    torch.compile when asked. `fused`: Adam's fused kernel (or its foreach form where torch has no
+    fused one for the device): the same update in fewer passes over the parameters.
+    """
 
     def __init__(self, model: nn.Module, lr: float, device: torch.device, amp: bool = False,
-                 lr_factor: Callable[[int], float] | None = None):
+                 lr_factor: Callable[[int], float] | None = None, *,
+                 loss_module: nn.Module | None = None, fused: bool = False, compile: bool = False):
         self.model, self.device = model, device
-        self.network = distributed.wrap(model, device)
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        self.loss_module = model if loss_module is None else loss_module
+        self.network = distributed.wrap(self.loss_module, device)
+        if compile:
+            self.network = torch.compile(self.network)
+        self.optimizer = adam(list(model.parameters()), lr, fused)
         self.scheduler = None if lr_factor is None else torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_factor)
         self.amp = amp
 
@@ -69,7 +80,7 @@ class AdamTask:
         for first in range(share.first, end, batch_size):
             batch = tuple(t[first : min(first + batch_size, end)].to(self.device) for t in tensors)
             with autocast(self.device, self.amp):
-                losses = self.losses(batch, self.model)
+                losses = self.losses(batch, self.loss_module)
             for key, value in losses.items():
                 totals[key] = totals.get(key, 0.0) + float(value) * batch[0].shape[0]
         return {f"val/{key}": value / share.total for key, value in distributed.summed_dicts(totals).items()}
@@ -95,8 +106,9 @@ class AutoencoderTask(AdamTask):
 
     def __init__(self, model: Autoencoder, commitment_weight: float, lr: float, device: torch.device,
                  amp: bool = False, val_mels: torch.Tensor | None = None, val_batch_size: int = 16,
-                 loss: LossConfig | None = None, lr_factor: Callable[[int], float] | None = None):
-        super().__init__(model, lr, device, amp, lr_factor)
+                 loss: LossConfig | None = None, lr_factor: Callable[[int], float] | None = None,
+                 fast_path: bool = True, compile: bool = False):
+        super().__init__(model, lr, device, amp, lr_factor, fused=fast_path, compile=compile)
         self.commitment_weight = commitment_weight
         self.val_mels, self.val_batch_size = val_mels, val_batch_size
         self.counts = torch.zeros(model.levels, model.quantizer.size, dtype=torch.long)
@@ -164,20 +176,47 @@ def band_setup(loss: LossConfig | None, n_mels: int) -> MelBands | None:
     return MelBands.equal(n_mels, loss.mel_bands, loss.band_weights)
 
 
-class PriorTask(AdamTask):
-    """Cross-entropy over the code map; logs loss and accuracy (train and validation)."""
+class PriorLoss(nn.Module):
+    """The prior's loss and accuracy on (codes, labels) as a module (what DDP and torch.compile
+    wrap); its only parameters are the model's. ``fast``: through ``foley.train.fast.prior``."""
 
-    def __init__(self, model: nn.Module, lr: float, device: torch.device, amp: bool = False,
+    def __init__(self, model: PixelSNAIL, fast: bool) -> None:
+        super().__init__()
+        self.model, self.fast = model, fast
+
+    def forward(self, codes: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.fast:
+            return fast_loss_and_accuracy(self.model, codes, labels)
+        return loss_and_accuracy(self.model, codes, labels)
+
+
+class PriorTask(AdamTask):
+    """Cross-entropy over the code map; logs loss and accuracy (train and validation).
+    ``fast_path``: the fast training forward and fused Adam (equal to the reference up to rounding)."""
+
+    def __init__(self, model: PixelSNAIL, lr: float, device: torch.device, amp: bool = False,
                  val_set: tuple[torch.Tensor, torch.Tensor] | None = None, val_batch_size: int = 16,
-                 lr_factor: Callable[[int], float] | None = None):
-        super().__init__(model, lr, device, amp, lr_factor)
+                 lr_factor: Callable[[int], float] | None = None, fast_path: bool = True, compile: bool = False):
+        super().__init__(model, lr, device, amp, lr_factor, loss_module=PriorLoss(model, fast_path), fused=fast_path,
+                         compile=compile)
         self.val_set, self.val_batch_size = val_set, val_batch_size
 
     def losses(self, batch: tuple[torch.Tensor, ...], network: nn.Module) -> dict[str, torch.Tensor]:
         codes, labels = batch
-        return loss_and_accuracy(network, codes, labels)
+        return network(codes, labels)
 
     def end_epoch(self, epoch: int) -> dict[str, float]:
         if self.val_set is not None and len(self.val_set[0]):
             return self.validate(self.val_set, self.val_batch_size)
         return {}
+
+
+def adam(parameters: list[nn.Parameter], lr: float, fused: bool) -> torch.optim.Adam:
+    """torch's Adam; with ``fused``, its fused kernel, or the foreach one where torch has no fused
+    kernel for the parameters' device (torch < 2.4 on the CPU)."""
+    if not fused:
+        return torch.optim.Adam(parameters, lr=lr)
+    try:
+        return torch.optim.Adam(parameters, lr=lr, fused=True)
+    except RuntimeError:
+        return torch.optim.Adam(parameters, lr=lr, foreach=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 
 import torch
 
@@ -30,6 +31,21 @@ def amp_enabled(device: torch.device, requested: bool) -> bool:
 def autocast(device: torch.device, requested: bool) -> contextlib.AbstractContextManager:
     """bf16 autocast where amp_enabled says so; a no-op elsewhere."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp_enabled(device, requested))
+
+
+@contextlib.contextmanager
+def tf32(device: torch.device, enabled: bool) -> Iterator[None]:
+    """TF32 matrix products and cuDNN convolutions on CUDA while inside (when ``enabled``), then
+    torch's settings as they were; no effect elsewhere."""
+    if device.type != "cuda":
+        yield
+        return
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 def synchronize(device: torch.device) -> None:

@@ -1,4 +1,4 @@
-"""`foley bench sample|vocoder|fad`: speed on the current device, one sub-command per component.
+"""`foley bench sample|train|vocoder|fad`: speed on the current device, one sub-command per component.
 
 The work happens in foley.stages.commands.bench_sample (sampler), foley.stages.commands.vocoding
 (vocoder) and the embedders.
@@ -15,6 +15,7 @@ import os
 from foley.registry import EMBEDDERS, PROTOCOLS
 from foley.stages.commands.bench_sizes import DCASE_MAP as DCASE_MAP_SHAPE
 from foley.stages.commands.bench_sizes import PRIOR_SIZES
+from foley.stages.commands.bench_train import add_bench_train
 from foley.stages.commands.evaluation import add_weights_arguments, weights_from
 from foley.util.errors import RunError
 
@@ -80,6 +81,7 @@ def add_bench_commands(commands: argparse._SubParsersAction, common: argparse.Ar
     bench = commands.add_parser("bench", help="benchmarks (no run folder, no data)")
     benches = bench.add_subparsers(dest="bench", required=True)
     add_bench_sample(benches, common)
+    add_bench_train(benches, common)
     add_bench_fad(benches, common)
     bench_vocoder = benches.add_parser(
         "vocoder", parents=[common], help="HiFi-GAN clips per second per batch size (DCASE config, random weights)")

@@ -10,6 +10,7 @@ from pathlib import Path
 from foley.config import builtin_config_names, load_config, run_config
 from foley.stages import STAGE_NAMES
 from foley.stages.commands.bench import add_bench_commands
+from foley.stages.commands.device_check import add_gpu_check
 from foley.stages.commands.evaluation import add_eval_commands
 from foley.stages.commands.launch import check_nproc, from_environment, relaunch, resume_command
 from foley.stages.commands.report import add_report_command
@@ -87,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_vocode_command(commands, common)
     add_report_command(commands, common)
     add_bench_commands(commands, common)
+    add_gpu_check(commands, common)
     return parser
 
 
