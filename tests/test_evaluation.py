@@ -15,7 +15,7 @@ from foley.evaluate.reference import reference_digest
 from foley.evaluate.scores import ExtraStatistics, score_set
 from foley.evaluate.tables import FAD_FIELDS
 from foley.models.builders import build_autoencoder
-from foley.stages.compare import comparable_groups, read_run_scores, run_labels
+from foley.stages.compare_scores import comparable_groups, read_run_scores, run_labels
 from foley.util.errors import ConfigError, RunError
 
 
