@@ -28,7 +28,10 @@ def run(config: Config, ctx: StageContext) -> dict:
     section = config.autoencoder
     train, val = load_mels(ctx, ("train",)), load_mels(ctx, ("val",))
     torch.manual_seed(config.seed)
-    model = build_autoencoder(section, tuple(train.shape[1:])).to(ctx.device)
+    model = build_autoencoder(section, tuple(train.shape[1:]))
+    if section.standardize:
+        model.set_standardization(train)  # a resumed run loads the same values from its checkpoint
+    model = model.to(ctx.device)
     spec = autoencoder_spec(model, section)
     task = AutoencoderTask(
         model, section.quantizer.commitment, section.train.lr, ctx.device, config.amp,

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from foley.config import load_config
-from foley.models.autoencoder import Autoencoder, ResBlock, autoencoder_loss
+from foley.models.autoencoder import SILENCE, Autoencoder, ResBlock, autoencoder_loss
 from foley.models.builders import build_autoencoder
 from foley.quantize.ema import ResidualQuantizer
 
@@ -150,3 +150,64 @@ def test_with_quantizer_dropout_decoding_more_levels_never_does_worse(one_torch_
     errors = _errors_by_levels(model, held_out)
     assert errors[2] <= errors[1] <= errors[0], errors
     assert errors[2] < 0.9 * errors[0], errors  # the later levels add detail
+
+
+def _standardized_pair(seed: int = 3):
+    """A standardizing autoencoder and a plain one with the same weights."""
+    torch.manual_seed(seed)
+    plain = Autoencoder((80, 40), [(4, 4), (2, 2)], ResidualQuantizer(8, 2, 16), channel=16).eval()
+    standard = Autoencoder((80, 40), [(4, 4), (2, 2)], ResidualQuantizer(8, 2, 16), channel=16, standardize=True).eval()
+    standard.load_state_dict({**plain.state_dict(), "mel_mean": torch.tensor(0.0), "mel_std": torch.tensor(1.0)})
+    return plain, standard
+
+
+def test_standardize_sets_the_training_mels_mean_and_std_and_maps_both_ends():
+    plain, standard = _standardized_pair()
+    train = torch.randn(6, 80, 40) * 3.0 - 6.0
+    standard.set_standardization(train)
+    mean, std = train.double().mean().item(), train.double().std().item()
+    assert standard.mel_mean.item() == pytest.approx(mean, rel=1e-6)
+    assert standard.mel_std.item() == pytest.approx(std, rel=1e-6)
+    mel = torch.randn(2, 80, 40) * 3.0 - 6.0
+    # the encoder sees the standardized mel; the network is the plain one between the two maps
+    expected = plain.encode((mel - mean) / std)
+    got = standard.encode(mel)
+    torch.testing.assert_close(got.quantized, expected.quantized)
+    assert torch.equal(got.codes, expected.codes)
+    torch.testing.assert_close(standard.decode(got.quantized), plain.decode(expected.quantized) * std + mean)
+    # an input padded up to the stride is padded with silence on the mel scale, standardized
+    odd = Autoencoder((78, 38), [(4, 4), (2, 2)], ResidualQuantizer(8, 2, 16), channel=16, standardize=True).eval()
+    odd.set_standardization(train)
+    short = mel[:, :78, :38]
+    padded = torch.nn.functional.pad(short, (0, 2, 0, 2), value=SILENCE)
+    by_hand = odd.quantizer(odd.pre_quantize(odd.encoder((padded[:, None] - mean) / std)))
+    torch.testing.assert_close(odd.encode(short).quantized, by_hand.quantized)
+
+
+def test_without_standardize_the_state_dict_has_no_buffers_and_set_is_refused():
+    plain, standard = _standardized_pair()
+    assert not any(k.startswith("mel_") for k in plain.state_dict())
+    assert {"mel_mean", "mel_std"} <= set(standard.state_dict())
+    with pytest.raises(ValueError, match="without standardize"):
+        plain.set_standardization(torch.zeros(1, 80, 40))
+
+
+def test_a_standardizing_checkpoint_round_trips_and_old_checkpoints_load_without(tmp_path):
+    from foley.models.builders import autoencoder_spec, load_autoencoder
+    from foley.util.checkpoint import model_payload, save_checkpoint
+
+    section = load_config("quick").autoencoder
+    assert section.standardize in (True, False)
+    for standardize in (True, False):
+        config = load_config("toy", overrides=[f"autoencoder.standardize={str(standardize).lower()}"]).autoencoder
+        model = build_autoencoder(config, (80, 32))
+        if standardize:
+            model.set_standardization(torch.randn(4, 80, 32) * 2 - 5)
+        spec = autoencoder_spec(model, config)
+        if not standardize:  # a checkpoint written before the key existed
+            spec["autoencoder"].pop("standardize")
+        save_checkpoint(tmp_path / f"{standardize}.pt", model_payload("autoencoder", spec, model))
+        loaded, loaded_section = load_autoencoder(tmp_path / f"{standardize}.pt")
+        assert loaded_section.standardize is standardize
+        for key, value in model.state_dict().items():
+            assert torch.equal(loaded.state_dict()[key], value), key

@@ -218,6 +218,7 @@ class AutoencoderConfig:
     n_res_channel: int
     embed_dim: int
     strides: tuple[tuple[int, int], ...]
+    standardize: bool
     quantizer: QuantizerConfig
     loss: LossConfig
     train: TrainConfig

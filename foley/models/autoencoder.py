@@ -9,6 +9,13 @@ Decoder: 3x3 conv, residual blocks, ReLU, then one transposed conv per stride in
 (kernel 2s, padding s/2; kernel 3, padding 1 where s = 1).
 The (2,2),(2,2) configuration has exactly the baseline's layers. Inputs are padded with silence
 (log 1e-5) up to a multiple of the total stride and outputs cropped back to the input shape.
+
+`standardize=True` (not the baseline's) adds two buffers, the training mels' mean and standard
+deviation (set once by `set_standardization` before training): the encoder sees
+(mel - mean) / std and the decoder's output is mapped back by * std + mean, so the network starts
+near the data's scale instead of spending its first epochs learning an offset of about -6 (and a
+data-initialised codebook starts from the encoder's outputs on such inputs). Inputs and outputs
+stay log-mels; without it the state dict is the baseline's.
 """
 
 from __future__ import annotations
@@ -125,6 +132,7 @@ class Autoencoder(nn.Module):
         channel: int = 128,
         n_res_block: int = 2,
         n_res_channel: int = 32,
+        standardize: bool = False,
     ):
         super().__init__()
         self.input_shape = tuple(input_shape)
@@ -133,6 +141,19 @@ class Autoencoder(nn.Module):
         self.pre_quantize = nn.Conv2d(channel, quantizer.dim, 1)
         self.quantizer = quantizer
         self.decoder = Decoder(quantizer.dim, 1, channel, n_res_block, n_res_channel, self.strides)
+        self.standardize = standardize
+        if standardize:
+            self.register_buffer("mel_mean", torch.tensor(0.0))
+            self.register_buffer("mel_std", torch.tensor(1.0))
+
+    def set_standardization(self, mels: torch.Tensor) -> None:
+        """Set the standardisation buffers from the training mels (B, n_mels, frames): their mean and
+        standard deviation over every value."""
+        if not self.standardize:
+            raise ValueError("this autoencoder was built without standardize")
+        values = mels.double()
+        self.mel_mean.fill_(values.mean().item())
+        self.mel_std.fill_(max(values.std().item(), 1e-3))
 
     @property
     def latent_shape(self) -> tuple[int, int]:
@@ -145,12 +166,15 @@ class Autoencoder(nn.Module):
     def encode(self, mel: torch.Tensor, levels: int | None = None) -> QuantizedResult:
         self._check_input(mel)
         height, width = shapes.padded_shape(self.input_shape, self.strides)
-        x = F.pad(mel[:, None], (0, width - mel.shape[-1], 0, height - mel.shape[-2]), value=SILENCE)
+        silence = SILENCE
+        if self.standardize:
+            mel, silence = (mel - self.mel_mean) / self.mel_std, (SILENCE - self.mel_mean.item()) / self.mel_std.item()
+        x = F.pad(mel[:, None], (0, width - mel.shape[-1], 0, height - mel.shape[-2]), value=silence)
         return self.quantizer(self.pre_quantize(self.encoder(x)), levels)
 
     def decode(self, quantized: torch.Tensor) -> torch.Tensor:
-        out = self.decoder(quantized)[:, 0]
-        return out[:, : self.input_shape[0], : self.input_shape[1]]
+        out = self.decoder(quantized)[:, 0, : self.input_shape[0], : self.input_shape[1]]
+        return out * self.mel_std + self.mel_mean if self.standardize else out
 
     def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes (B, L, h, w) -> mel (B, n_mels, frames), floored at the log-mel's minimum log(1e-5)."""

@@ -16,7 +16,8 @@ def build_autoencoder(section: AutoencoderConfig, input_shape: tuple[int, int]) 
     """The autoencoder with the quantizer that `autoencoder.quantizer.type` names in the registry."""
     quantizer = QUANTIZERS.get(section.quantizer.type).from_config(section.embed_dim, section.quantizer)
     return Autoencoder(
-        input_shape, section.strides, quantizer, section.channel, section.n_res_block, section.n_res_channel
+        input_shape, section.strides, quantizer, section.channel, section.n_res_block, section.n_res_channel,
+        standardize=section.standardize,
     )
 
 
