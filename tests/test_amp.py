@@ -1,5 +1,5 @@
 """Config `amp` on the CPU: bf16 autocast in both trainers where the CPU has bf16 instructions,
-float32 with one warning where it has not. bf16 keeps 8 significant bits (a relative rounding of
+float32 with one warning where it has not; sampling stays float32. bf16 keeps 8 significant bits (a relative rounding of
 2^-9, about 2e-3, per value), so losses and gradients are compared to float32's within 2e-2."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from torch import nn
 from foley.config import load_config
 from foley.models.builders import build_autoencoder
 from foley.models.pixelsnail import PixelSNAIL
+from foley.sample.fast import FastSampler
 from foley.train.batches import BatchShare
 from foley.train.fast import prior as fast_prior
 from foley.train.fast.winograd import winograd_conv2d
@@ -178,6 +179,14 @@ def test_without_bf16_instructions_amp_trains_in_float32_after_one_warning(float
 
 def test_amp_is_off_unless_asked_and_on_for_a_bf16_cpu(bf16_cpu):
     assert amp_enabled(CPU, True) and not amp_enabled(CPU, False)
+
+
+def test_the_fast_sampler_stays_float32_on_a_bf16_cpu(bf16_cpu):
+    """Sampling on the CPU ignores amp: the maps stay the float32 (the reference sampler's) ones."""
+    prior, labels, seeds = tiny_prior().eval(), torch.tensor([0, 1, 2]), [3, 4, 5]
+    samplers = [FastSampler(prior, amp) for amp in (False, True)]
+    assert not samplers[1].amp and not amp_enabled(CPU, True, sampling=True)
+    assert torch.equal(samplers[1](labels, seeds), samplers[0](labels, seeds))
 
 
 def test_the_capability_check_reads_torchs_cpu_capabilities(monkeypatch):

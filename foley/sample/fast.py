@@ -3,9 +3,8 @@
 It draws exactly as the reference sampler (``foley.sample.reference.sample_reference``): the same
 per-clip uniforms (``clip_uniforms``) and the same code choice (``choose_codes``) on logits
 equal to the reference's up to float rounding. With the same seeds it returns the same maps in
-float32. With ``amp`` (where ``amp_enabled`` allows it) the model runs under bf16 autocast on its
-device (weights and caches held in bf16): the logits are bf16-rounded, so maps may differ from
-float32 ones.
+float32. With ``amp`` the model runs under bf16 autocast on its device (weights and caches held
+in bf16): faster on a GPU, but the logits are bf16-rounded, so maps may differ from float32 ones.
 
 With guidance != 1 every clip is sampled twice in one batch, under its label and under the null
 label, both halves fed the same chosen codes; the guided logits are the reference's
@@ -31,7 +30,7 @@ class FastSampler:
     def __init__(self, prior: PixelSNAIL, amp: bool = False) -> None:
         self.prior = prior
         self.device = prior.background.device
-        self.amp = amp_enabled(self.device, amp)
+        self.amp = amp_enabled(self.device, amp, sampling=True)
         self.model = IncrementalPixelSNAIL(prior, torch.bfloat16 if self.amp else None)
 
     @torch.no_grad()

@@ -50,8 +50,7 @@ def generate(
     settings.batch_size and decoding and vocoding clip by clip (a clip's audio then does not depend on
     which clips share its batch: batched convolutions round differently).
 
-    ``amp``: sample the prior under bf16 autocast where ``foley.util.device.amp_enabled`` allows it
-    (a GPU, or a CPU with bf16 instructions).
+    ``amp``: sample the prior under bf16 autocast when it is on a GPU (ignored on the CPU).
     """
     device = next(prior.parameters()).device
     prior.eval()
