@@ -105,7 +105,7 @@ def winograd_conv2d(x: torch.Tensor, weight_v: torch.Tensor, weight_g: torch.Ten
     tile = (tile_size(kernel[0]), tile_size(kernel[1]))
     if None in tile:
         raise ValueError(f"no Winograd transform for a {kernel[0]} x {kernel[1]} kernel (at most {MAX_POINTS - 1} taps)")
-    dtype = weight_v.dtype  # x's too, but for a bf16 x under autocast, which the products cast to float32
+    dtype = weight_v.dtype  # the parameters': under CPU autocast x may be bf16, and the function computes in float32
     plan = winograd_plan(kernel, tile, dtype, x.device)
     mask = torch.ones(kernel, dtype=dtype, device=x.device) if kernel_mask is None else kernel_mask
     if bias is None:
