@@ -103,7 +103,7 @@ def run(config: Config, ctx: StageContext) -> dict:
     save_npy_atomic(out / "codes.npy", result.codes)
     save_npy_atomic(out / "mels.npy", result.mels.astype(np.float32))
     log.info("sample: wrote %d clips per class to %s", per_class, out / "samples")
-    amp = amp_enabled(ctx.device, config.amp)
+    amp = amp_enabled(ctx.device, config.amp, sampling=True)
     levels = config.sample.levels or generator.autoencoder.levels
     return {"per_class": per_class, "vocoder": generator.vocoder.name, "sampler": "fast", "amp": amp,
             "levels_decoded": levels, "guidance": config.sample.guidance}

@@ -40,7 +40,8 @@ def run(config: Config, ctx: StageContext) -> dict:
     with tf32(ctx.device, speed.tf32):
         summary = train_model(ctx, "prior", spec, model, task, data, section.train, config.seed, MODEL_FILE)
     parameters = sum(p.numel() for p in model.parameters())
-    return {"train_maps": len(codes), "val_maps": len(val[0]), "parameters": parameters, "final": summary}
+    return {"train_maps": len(codes), "val_maps": len(val[0]), "parameters": parameters, "amp": task.amp,
+            "final": summary}
 
 
 STAGE = Stage(

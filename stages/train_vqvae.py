@@ -39,7 +39,7 @@ def run(config: Config, ctx: StageContext) -> dict:
     data = training_data((train,), ctx.device, section.train.num_workers, allow_resident=False)  # pinned batches
     with tf32(ctx.device, config.train_speed.tf32):
         summary = train_model(ctx, "autoencoder", spec, model, task, data, section.train, config.seed, MODEL_FILE)
-    return {"train_clips": len(train), "val_clips": len(val), "final": summary}
+    return {"train_clips": len(train), "val_clips": len(val), "amp": task.amp, "final": summary}
 
 
 STAGE = Stage(
