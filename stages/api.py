@@ -24,9 +24,9 @@ import numpy as np
 from foley.config import Config, load_run_config, run_config
 from foley.evaluate.folders import FolderScores, score_folder
 from foley.stages import STAGE_NAMES
+from foley.stages.artifacts import artifact
 from foley.stages.compare import compare_runs
 from foley.stages.context import StageContext
-from foley.stages.pipeline import artifact
 from foley.stages.runner import run_pipeline
 from foley.stages.sample import generate_for, load_generator, write_clips
 from foley.util.device import resolve_device

@@ -32,6 +32,7 @@ from foley.evaluate.fad import sample_size_warning
 from foley.evaluate.paired import PairedTest, paired_test, rank_agreement, require_paired, saved_draws
 from foley.evaluate.reference import reference_from_saved
 from foley.evaluate.saved import is_saved_folder, load_embeddings
+from foley.stages.artifacts import artifact
 from foley.stages.compare_codes import CODES_STEM, codes_rows, render_codes_markdown
 from foley.stages.compare_scores import (
     AVERAGE,
@@ -42,7 +43,6 @@ from foley.stages.compare_scores import (
     run_labels,
     seed_runs,
 )
-from foley.stages.pipeline import artifact
 from foley.stages.report import write_comparison_page
 from foley.util.atomic import atomic_path, write_csv, write_text_atomic
 from foley.util.errors import FoleyError, RunError

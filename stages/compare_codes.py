@@ -12,8 +12,8 @@ import csv
 from pathlib import Path
 
 from foley.evaluate.code_tables import CODE_COLUMNS, code_columns, floor_fads_by_levels
+from foley.stages.artifacts import artifact
 from foley.stages.manifest import stage_details
-from foley.stages.pipeline import artifact
 
 CODES_STEM = "codes_comparison"
 TITLES = {

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from foley.stages.pipeline import artifact
+from foley.stages.artifacts import artifact
 from foley.stages.seeds import is_group, read_group
 from foley.util.errors import RunError
 

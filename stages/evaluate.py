@@ -55,8 +55,10 @@ from foley.evaluate.tables import (
     render_class_accuracy,
     render_report,
 )
+from foley.stages.artifacts import OUTPUTS
 from foley.stages.context import StageContext, read_index
 from foley.stages.manifest import update_fingerprint
+from foley.stages.report import write_run_report
 from foley.stages.sample import load_decoder, write_clips
 from foley.stages.stage import Stage
 from foley.util.atomic import write_csv, write_text_atomic
@@ -116,8 +118,6 @@ def run(config: Config, ctx: StageContext) -> dict:
     codes_section = levels_section(codes, floor_fads_by_levels(floor_means, codes.get("levels", 0)))
     report = render_report(config.name, sections, render_class_accuracy(accuracy, accuracy_note))
     write_text_atomic(ctx.out / "report.md", report + "\n" + "\n".join(codes_section))
-    from foley.stages.report import write_run_report  # not at the top: it reads the pipeline, which imports this
-
     write_run_report(ctx.run_dir)
     return {"class_accuracy": {name: result.mean for name, result in accuracy.items()}, **_details(sections)}
 
@@ -271,7 +271,7 @@ STAGE = Stage(
     name="evaluate",
     sections=("evaluate", "vocoder", "seed", "audio", "mel", "data.eval_class_names"),
     upstream=("prepare", "train_vqvae", "extract_codes", "train_vocoder", "sample"),
-    outputs=("fad.csv", "fad_matrix.csv", "floors.csv", "class_accuracy.csv", "class_confusion.csv", "report.md", "embeddings"),
+    outputs=OUTPUTS["evaluate"],
     run=run,
     preflight=preflight,
     external_inputs=external_inputs,

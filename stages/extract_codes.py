@@ -18,6 +18,7 @@ from foley.evaluate.floors import reconstruction_errors
 from foley.models.builders import load_autoencoder
 from foley.quantize.stacking import stack_levels
 from foley.quantize.statistics import code_statistics
+from foley.stages.artifacts import OUTPUTS
 from foley.stages.context import StageContext, read_index
 from foley.stages.stage import Stage
 from foley.stages.train_vqvae import load_mels
@@ -76,6 +77,6 @@ STAGE = Stage(
     name="extract_codes",
     sections=("codes", "audio"),
     upstream=("prepare", "train_vqvae"),
-    outputs=("codes.npy", "labels.npy", "splits.npy", "levels.csv"),
+    outputs=OUTPUTS["extract_codes"],
     run=run,
 )

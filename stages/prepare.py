@@ -24,6 +24,7 @@ from foley.config import Config
 from foley.data.layout import Entry, Excluded, FolderScan, hold_out_validation, scan_folder
 from foley.data.mel_cache import CacheResult, Prepared, build_mel_cache
 from foley.data.synth import write_synthetic_set
+from foley.stages.artifacts import OUTPUTS, REFERENCE_CLIPS
 from foley.stages.context import INDEX_FIELDS, StageContext
 from foley.stages.manifest import update_fingerprint
 from foley.stages.stage import Stage
@@ -31,7 +32,6 @@ from foley.util.atomic import write_bytes_atomic, write_csv
 from foley.util.errors import DataError
 
 EXCLUDED_FIELDS = ("path", "class_id", "split", "reason")
-REFERENCE_CLIPS = "reference"
 log = logging.getLogger(__name__)
 
 
@@ -206,7 +206,7 @@ STAGE = Stage(
     name="prepare",
     sections=("data", "audio", "mel", "seed"),
     upstream=(),
-    outputs=("mels.npy", "index.csv", "rejected.csv", "skipped.csv", REFERENCE_CLIPS),
+    outputs=OUTPUTS["prepare"],
     run=run,
     external_inputs=external_inputs,
 )

@@ -19,6 +19,7 @@ from foley.config import Config
 from foley.models.autoencoder import Autoencoder
 from foley.models.builders import load_autoencoder, load_prior
 from foley.sample.generate import Generated, generate
+from foley.stages.artifacts import OUTPUTS
 from foley.stages.context import StageContext
 from foley.stages.stage import Stage
 from foley.util.atomic import save_npy_atomic
@@ -102,7 +103,7 @@ def run(config: Config, ctx: StageContext) -> dict:
     save_npy_atomic(out / "codes.npy", result.codes)
     save_npy_atomic(out / "mels.npy", result.mels.astype(np.float32))
     log.info("sample: wrote %d clips per class to %s", per_class, out / "samples")
-    amp = amp_enabled(ctx.device, config.amp)
+    amp = amp_enabled(ctx.device, config.amp, sampling=True)
     levels = config.sample.levels or generator.autoencoder.levels
     return {"per_class": per_class, "vocoder": generator.vocoder.name, "sampler": "fast", "amp": amp,
             "levels_decoded": levels, "guidance": config.sample.guidance}
@@ -113,7 +114,7 @@ STAGE = Stage(
     sections=("sample", "vocoder", "seed", "amp", "audio", "mel", "codes.stack", "data.class_names",
               "data.eval_class_names"),
     upstream=("train_vqvae", "train_prior", "train_vocoder"),
-    outputs=("samples", "codes.npy", "mels.npy"),
+    outputs=OUTPUTS["sample"],
     run=run,
     preflight=preflight,
 )

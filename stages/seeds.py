@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from foley.stages import STAGE_NAMES
+from foley.stages.artifacts import artifact
 from foley.stages.context import read_csv
 from foley.stages.manifest import read_manifest
-from foley.stages.pipeline import artifact
 from foley.util.atomic import write_csv, write_text_atomic
 from foley.util.errors import RunError
 

@@ -7,14 +7,14 @@ import torch
 
 from foley.config import Config
 from foley.models.builders import build_prior, prior_spec
+from foley.stages.artifacts import OUTPUTS
+from foley.stages.artifacts import PRIOR_FILE as MODEL_FILE
 from foley.stages.context import StageContext, train_model
 from foley.stages.stage import Stage
 from foley.train.data import training_data
 from foley.train.schedule import schedule_for
 from foley.train.tasks import PriorTask
 from foley.util.device import tf32
-
-MODEL_FILE = "prior.pt"
 
 
 def load_codes(ctx: StageContext, split: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -40,14 +40,15 @@ def run(config: Config, ctx: StageContext) -> dict:
     with tf32(ctx.device, speed.tf32):
         summary = train_model(ctx, "prior", spec, model, task, data, section.train, config.seed, MODEL_FILE)
     parameters = sum(p.numel() for p in model.parameters())
-    return {"train_maps": len(codes), "val_maps": len(val[0]), "parameters": parameters, "final": summary}
+    return {"train_maps": len(codes), "val_maps": len(val[0]), "parameters": parameters, "amp": task.amp,
+            "final": summary}
 
 
 STAGE = Stage(
     name="train_prior",
     sections=("prior", "seed", "amp", "train_speed", "data.class_names"),
     upstream=("extract_codes",),
-    outputs=(MODEL_FILE, "metrics.csv"),
+    outputs=OUTPUTS["train_prior"],
     run=run,
     distributed=True,  # trains on every process under torchrun
 )

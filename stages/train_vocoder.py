@@ -16,6 +16,7 @@ import torch
 
 from foley.config import Config, TrainConfig
 from foley.models.hifigan import HiFiGANConfig
+from foley.stages.artifacts import OUTPUTS
 from foley.stages.context import StageContext, read_index
 from foley.stages.stage import Stage
 from foley.train.loop import LoopPlan, fit
@@ -96,7 +97,7 @@ STAGE = Stage(
     name="train_vocoder",
     sections=("vocoder.type", "vocoder.hifigan", "audio", "mel", "seed"),
     upstream=("prepare",),
-    outputs=(),  # g_<step> / do_<step> pairs and config.json when it trains (foley.vocoders.hifigan_files)
+    outputs=OUTPUTS["train_vocoder"],
     run=run,
     distributed=True,  # trains on every process under torchrun
 )

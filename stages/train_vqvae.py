@@ -7,14 +7,14 @@ import torch
 
 from foley.config import Config
 from foley.models.builders import autoencoder_spec, build_autoencoder
+from foley.stages.artifacts import OUTPUTS
+from foley.stages.artifacts import VQVAE_FILE as MODEL_FILE
 from foley.stages.context import StageContext, read_index, train_model
 from foley.stages.stage import Stage
 from foley.train.data import training_data
 from foley.train.schedule import schedule_for
 from foley.train.tasks import AutoencoderTask
 from foley.util.device import tf32
-
-MODEL_FILE = "vqvae.pt"
 
 
 def load_mels(ctx: StageContext, splits: tuple[str, ...]) -> torch.Tensor:
@@ -42,14 +42,14 @@ def run(config: Config, ctx: StageContext) -> dict:
     data = training_data((train,), ctx.device, section.train.num_workers, allow_resident=False)  # pinned batches
     with tf32(ctx.device, config.train_speed.tf32):
         summary = train_model(ctx, "autoencoder", spec, model, task, data, section.train, config.seed, MODEL_FILE)
-    return {"train_clips": len(train), "val_clips": len(val), "final": summary}
+    return {"train_clips": len(train), "val_clips": len(val), "amp": task.amp, "final": summary}
 
 
 STAGE = Stage(
     name="train_vqvae",
     sections=("autoencoder", "seed", "amp", "train_speed"),
     upstream=("prepare",),
-    outputs=(MODEL_FILE, "metrics.csv"),
+    outputs=OUTPUTS["train_vqvae"],
     run=run,
     distributed=True,  # trains on every process under torchrun
 )

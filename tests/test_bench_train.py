@@ -10,6 +10,7 @@ import torch
 
 from foley.stages.commands import training_speed
 from foley.stages.commands.cli import main
+from foley.util import device
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 TOY_PRIOR = dict(channel=8, kernel_size=5, n_block=1, n_res_block=1, res_channel=8, attention=True, n_head=2,
@@ -45,6 +46,21 @@ def test_the_text_report_has_both_paths_the_ratio_and_the_load(capsys, toy_sizes
     out = capsys.readouterr().out
     for text in ("reference", "fast", "x faster per step", "load average", "1500 epochs", "peak memory:"):
         assert text in out
+
+
+def test_amp_runs_the_fast_path_in_bf16_against_the_float32_reference(capsys, toy_sizes, monkeypatch):
+    """--amp is config amp for the fast path only: the reference's losses are a float32 run's."""
+    monkeypatch.setattr(device, "cpu_has_bf16", lambda: True)
+    results = {}
+    for flags in ((), ("--amp",)):
+        assert main(["bench", "train", "--model", "autoencoder", "--size", "small", "--batch", "2", "--steps", "2",
+                     "--device", "cpu", "--json", "-q", *flags]) == 0
+        results[flags] = json.loads(capsys.readouterr().out)
+    plain, amp = results[()], results[("--amp",)]
+    assert amp["amp"] and not plain["amp"]
+    assert amp["reference"]["losses"] == plain["reference"]["losses"]
+    assert amp["fast"]["losses"] != plain["fast"]["losses"]
+    assert amp["fast"]["losses"] == pytest.approx(plain["fast"]["losses"], rel=2e-2)
 
 
 def test_resident_peak_sees_a_large_allocation():

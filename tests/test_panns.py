@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from foley.models.panns import WEIGHTS_FILE, PannsEmbedder, WavegramLogmelCnn14, load_panns, min_samples
+from foley.models.panns import WEIGHTS_FILE, PannsEmbedder, WavegramLogmelCnn14, min_samples
 from foley.util.errors import AudioError, CheckpointError
 
 
@@ -236,7 +236,7 @@ def test_too_short_clips_get_a_clear_error(embedder):
 
 def test_missing_weights_name_the_file_and_where_to_get_it(tmp_path):
     with pytest.raises(CheckpointError) as err:
-        load_panns(tmp_path / "nowhere.pth")
+        PannsEmbedder.load_network(tmp_path / "nowhere.pth")
     message = str(err.value)
     assert WEIGHTS_FILE in message and "zenodo.org/records/3987831" in message and "--panns-weights" in message
 
@@ -247,7 +247,7 @@ def test_a_checkpoint_of_another_model_says_what_it_found(tmp_path):
     cnn14["spectrogram_extractor.stft.conv_real.weight"] = torch.zeros(257, 1, 512)
     torch.save({"model": cnn14}, tmp_path / "Cnn14_16k.pth")
     with pytest.raises(CheckpointError) as err:
-        load_panns(tmp_path / "Cnn14_16k.pth")
+        PannsEmbedder.load_network(tmp_path / "Cnn14_16k.pth")
     message = str(err.value)
     for part in ("no Wavegram branch", "a 512-point STFT", "527 output classes",
                  "missing pre_conv0.weight, pre_bn0.* (4 tensors), pre_block1.* (10 tensors)",
@@ -256,7 +256,7 @@ def test_a_checkpoint_of_another_model_says_what_it_found(tmp_path):
     assert "unexpected" not in message
     torch.save({"iteration": 3, "optimizer": {"lr": 0.001}}, tmp_path / "other.pth")
     with pytest.raises(CheckpointError, match="holds no PANNs state dict.*found iteration, optimizer"):
-        load_panns(tmp_path / "other.pth")
+        PannsEmbedder.load_network(tmp_path / "other.pth")
     (tmp_path / "junk.pth").write_bytes(b"not a torch file")
     with pytest.raises(CheckpointError, match="corrupt"):
-        load_panns(tmp_path / "junk.pth")
+        PannsEmbedder.load_network(tmp_path / "junk.pth")

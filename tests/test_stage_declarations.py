@@ -1,13 +1,16 @@
 """Stages read what they declare: config sections through a view, upstream outputs by name."""
 
+import subprocess
+import sys
 from dataclasses import replace
 
 import pytest
 
 from foley.config import load_config
 from foley.stages import STAGE_NAMES
+from foley.stages.artifacts import OUTPUTS, artifact
 from foley.stages.context import StageContext
-from foley.stages.pipeline import BY_NAME, STAGES, artifact
+from foley.stages.pipeline import BY_NAME, STAGES
 from foley.stages.runner import run_pipeline
 from foley.stages.stage import Stage, config_view, section_tree
 from foley.util.errors import RunError
@@ -22,6 +25,41 @@ def test_the_pipeline_lists_every_stage_once_in_order():
     assert tuple(s.name for s in STAGES) == STAGE_NAMES
     for s in STAGES:
         assert set(s.upstream) <= set(STAGE_NAMES[: STAGE_NAMES.index(s.name)]), f"{s.name} reads a later stage"
+
+
+def test_every_stage_declares_the_outputs_that_the_artifact_table_lists():
+    assert tuple(OUTPUTS) == STAGE_NAMES
+    for s in STAGES:
+        assert s.outputs == OUTPUTS[s.name], s.name
+
+
+IMPORT_PROBE = """
+import importlib, pkgutil, sys
+import foley.stages
+
+def forget():
+    for name in [m for m in sys.modules if m == "foley.stages" or m.startswith("foley.stages.")]:
+        del sys.modules[name]
+
+for module in sorted(m.name for m in pkgutil.walk_packages(foley.stages.__path__, "foley.stages.")):
+    forget()
+    try:
+        importlib.import_module(module)
+    except Exception as err:
+        print("cannot be imported first:", module, type(err).__name__, err)
+forget()
+importlib.import_module("foley.stages.report")
+print(sorted(m for m in sys.modules if m.startswith("foley.stages.") and not m.startswith("foley.stages.report")))
+"""
+
+
+def test_every_stages_module_imports_first_and_the_report_pages_import_no_stage():
+    """No import cycle, whichever module a process imports first (imports at module top, the pipeline's
+    stages included): the report pages, which evaluate writes, find a run's files through
+    foley.stages.artifacts, never through the pipeline."""
+    proc = subprocess.run([sys.executable, "-c", IMPORT_PROBE], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["['foley.stages.artifacts', 'foley.stages.manifest']"]
 
 
 def test_a_view_gives_declared_sections_and_refuses_the_rest():

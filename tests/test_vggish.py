@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from foley.evaluate.embedding import EmbedOptions, benchmark_embedder, embed_clips
 from foley.evaluate.protocols import DCASE2023, STANDARD, ClipArray
 from foley.models import vggish_input
-from foley.models.vggish import VGGish, VGGishEmbedder, load_vggish
+from foley.models.vggish import VGGish, VGGishEmbedder
 from foley.registry import EMBEDDERS
 from foley.util.errors import CheckpointError, FoleyError
 
@@ -132,7 +132,7 @@ def test_a_dcase2023_clip_gives_ten_vggish_embeddings(embedder):
 
 def test_missing_weights_name_the_file_and_where_to_get_it(tmp_path):
     with pytest.raises(CheckpointError) as err:
-        load_vggish(tmp_path / "nowhere.pth")
+        VGGishEmbedder.load_network(tmp_path / "nowhere.pth")
     assert WEIGHTS_FILE in str(err.value) and WEIGHTS_URL in str(err.value)
 
 
@@ -142,14 +142,14 @@ def test_wrong_weights_report_every_key_and_shape(tmp_path):
     state["classifier.weight"] = torch.zeros(2)
     torch.save(state, tmp_path / "bad.pth")
     with pytest.raises(CheckpointError) as err:
-        load_vggish(tmp_path / "bad.pth")
+        VGGishEmbedder.load_network(tmp_path / "bad.pth")
     message = str(err.value)
     for part in ("missing embeddings.0.weight", "missing embeddings.4.bias", "unexpected classifier.weight",
                  "features.0.weight has shape (32, 1, 3, 3), expected (64, 1, 3, 3)"):
         assert part in message
     (tmp_path / "junk.pth").write_bytes(b"not a torch file")
     with pytest.raises(CheckpointError, match="corrupt"):
-        load_vggish(tmp_path / "junk.pth")
+        VGGishEmbedder.load_network(tmp_path / "junk.pth")
 
 
 def test_embedder_refuses_windows_that_are_not_one_example():

@@ -14,24 +14,23 @@ training alone and are left out. The forward pass, for a waveform (B, L) at 32 k
 - Concatenated (128 channels); 2-D blocks to 128, 256, 512, 1024 channels (average-pool (2, 2)) and to
   2048 (no pooling); mean over frequency; max plus mean over time; fc1 + ReLU: the 2048-d `embedding`.
   `clipwise` = sigmoid(fc_audioset(embedding)), the 527 AudioSet class probabilities.
-Nothing is downloaded: load_panns reads a file the user gives.
+Nothing is downloaded: PannsEmbedder.load_network (foley.evaluate.pretrained) reads a file the user gives.
 """
 
 from __future__ import annotations
 
 import functools
-import pickle
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from foley.evaluate.pretrained import PretrainedEmbedder
 from foley.models.panns_frontend import LogmelFilterBank, Spectrogram
-from foley.models.vggish import file_digest
 from foley.registry import EMBEDDERS
 from foley.util.errors import AudioError, CheckpointError
 
@@ -44,8 +43,7 @@ CLASSES = 527
 EMBEDDING_SIZE = 2048
 WAVEGRAM_GROUPS = 4  # the Wavegram's 128 channels become 4 maps of 32 bins
 CNN_CHANNELS = (128, 256, 512, 1024, 2048)  # conv_block2 ... conv_block6
-WEIGHTS_FILE = "Wavegram_Logmel_Cnn14_mAP=0.439.pth"  # where to get it: foley.registry.EMBEDDERS["panns-wglm"]
-RANDOM_WEIGHTS_ID = "random-weights"
+WEIGHTS_FILE = EMBEDDERS.entry("panns-wglm").weights.file  # the official release, named in the registry
 
 
 class ConvBlock(nn.Module):
@@ -157,11 +155,6 @@ def min_samples() -> int:
 # Loading the official checkpoint
 
 
-def _unallocated() -> WavegramLogmelCnn14:
-    with torch.device("meta"):
-        return WavegramLogmelCnn14()
-
-
 def _optional(name: str) -> bool:
     """BatchNorm's step counter: PyTorch fills it in when a state dict lacks it."""
     return name.endswith("num_batches_tracked")
@@ -186,89 +179,69 @@ def _by_module(names: list[str]) -> str:
     return ", ".join(keys[0] if len(keys) == 1 else f"{module}.* ({len(keys)} tensors)" for module, keys in groups.items())
 
 
-def check_state_dict(state: dict[str, torch.Tensor], source: str) -> None:
-    """Raise CheckpointError saying what was found and listing every key and shape that differs."""
-    expected = {name: tuple(t.shape) for name, t in _unallocated().state_dict().items()}
-    found = {name: tuple(t.shape) for name, t in state.items()}
-    shapes = [f"{name} has shape {found[name]}, expected {shape}"
-              for name, shape in expected.items() if name in found and found[name] != shape]
-    missing = [name for name in expected if name not in found and not _optional(name)]
-    unexpected = [name for name in found if name not in expected]
-    problems = shapes[:6] + [f"and {len(shapes) - 6} more shapes differ"] * (len(shapes) > 6)
-    problems += [f"missing {_by_module(missing)}"] * bool(missing) + [f"unexpected {_by_module(unexpected)}"] * bool(unexpected)
-    if problems:
-        raise CheckpointError(
-            f"'{source}' is not the PANNs Wavegram-Logmel-CNN14 checkpoint ({WEIGHTS_FILE}): found {_found(state)}. "
-            f"Differences: {'; '.join(problems)}"
-        )
-
-
-def _numpy_globals() -> list:
-    """What numpy arrays and scalars in a checkpoint (the official one stores its training sampler's
-    state) need to unpickle under weights_only, under numpy 1 and numpy 2 module names."""
-    multiarray = np.core.multiarray if not hasattr(np, "_core") else np._core.multiarray
-    allowed: list = [np.ndarray, np.dtype]
-    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        allowed += [(multiarray._reconstruct, f"{module}._reconstruct"), (multiarray.scalar, f"{module}.scalar")]
-    allowed += [getattr(np.dtypes, name) for name in dir(np.dtypes) if name.endswith("DType")]
-    return allowed
-
-
-def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
-    """The state dict of the checkpoint at path: its 'model' entry (or the file itself, if a bare state dict)."""
-    try:
-        with torch.serialization.safe_globals(_numpy_globals()):
-            content = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"PANNs weights '{path}' are corrupt or not a torch checkpoint ({first})") from None
-    state = content.get("model", content) if isinstance(content, dict) else None
-    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        keys = ", ".join(map(str, content)) if isinstance(content, dict) else type(content).__name__
-        raise CheckpointError(f"'{path}' holds no PANNs state dict: expected {{'model': state_dict}} as the official "
-                              f"{WEIGHTS_FILE} stores it, found {keys}")
-    return state
-
-
-def load_panns(path: str | Path, device: torch.device | str = "cpu") -> WavegramLogmelCnn14:
-    """The network with the official weights at path, strictly loaded, in eval mode on device."""
-    path = EMBEDDERS.entry("panns-wglm").weights.check("panns-wglm", path)
-    state = read_checkpoint(path)
-    check_state_dict(state, str(path))
-    model = WavegramLogmelCnn14()
-    model.load_state_dict({k: v.to(torch.float32) if v.is_floating_point() else v for k, v in state.items()}, strict=True)
-    return model.eval().requires_grad_(False).to(device)
-
-
-class PannsEmbedder:
+class PannsEmbedder(PretrainedEmbedder):
     """The Embedder (see foley.evaluate.embedding) over Wavegram-Logmel-CNN14: one 2048-d embedding per
     whole clip (window 0), as the DCASE 2024 fadtk fork embeds a clip.
 
     Windows must hold at least min_samples() samples. Runs on the device of the windows it is given.
+    Its weights: the official checkpoint, {'model': state_dict, ...} (foley.evaluate.pretrained loads them).
     """
 
+    registry_name = "panns-wglm"
+    title = "PANNs"
+    file_kind = "torch checkpoint"
     sample_rate = SAMPLE_RATE
     dim = EMBEDDING_SIZE
     window = 0  # the whole clip
     hop = 0
 
-    def __init__(self, model: WavegramLogmelCnn14, weights_id: str) -> None:
-        self.model = model
-        self.name = f"panns-wglm-{weights_id}"
+    @staticmethod
+    def network() -> WavegramLogmelCnn14:
+        return WavegramLogmelCnn14()
 
-    @classmethod
-    def load(cls, weights: str | Path, device: torch.device | str = "cpu") -> PannsEmbedder:
-        """Load the official weights and name the embedder by the first 12 hex digits of their SHA-256."""
-        model = load_panns(weights, device)
-        return cls(model, file_digest(Path(weights))[:12])
+    @staticmethod
+    def trusted_globals() -> list:
+        """What numpy arrays and scalars in a checkpoint (the official one stores its training sampler's
+        state) need to unpickle under weights_only, under numpy 1 and numpy 2 module names."""
+        multiarray = np.core.multiarray if not hasattr(np, "_core") else np._core.multiarray
+        allowed: list = [np.ndarray, np.dtype]
+        for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+            allowed += [(multiarray._reconstruct, f"{module}._reconstruct"), (multiarray.scalar, f"{module}.scalar")]
+        allowed += [getattr(np.dtypes, name) for name in dir(np.dtypes) if name.endswith("DType")]
+        return allowed
 
-    @classmethod
-    def random(cls, device: torch.device | str = "cpu", seed: int = 0) -> PannsEmbedder:
-        """PyTorch's default random initialisation (exact front end): the right speed, meaningless embeddings."""
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            model = WavegramLogmelCnn14().eval().requires_grad_(False).to(device)
-        return cls(model, RANDOM_WEIGHTS_ID)
+    @staticmethod
+    def state_dict_in(content: Any, path: Path) -> dict[str, torch.Tensor]:
+        """Its 'model' entry (or the file itself, if a bare state dict)."""
+        state = content.get("model", content) if isinstance(content, dict) else None
+        if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            keys = ", ".join(map(str, content)) if isinstance(content, dict) else type(content).__name__
+            raise CheckpointError(f"'{path}' holds no PANNs state dict: expected {{'model': state_dict}} as the official "
+                                  f"{WEIGHTS_FILE} stores it, found {keys}")
+        return state
+
+    @staticmethod
+    def check_state_dict(state: dict[str, torch.Tensor], expected: dict[str, tuple[int, ...]], source: str) -> None:
+        """Raise CheckpointError saying what was found and listing every key and shape that differs."""
+        found = {name: tuple(t.shape) for name, t in state.items()}
+        shapes = [f"{name} has shape {found[name]}, expected {shape}"
+                  for name, shape in expected.items() if name in found and found[name] != shape]
+        missing = [name for name in expected if name not in found and not _optional(name)]
+        unexpected = [name for name in found if name not in expected]
+        problems = shapes[:6] + [f"and {len(shapes) - 6} more shapes differ"] * (len(shapes) > 6)
+        problems += [f"missing {_by_module(missing)}"] * bool(missing)
+        problems += [f"unexpected {_by_module(unexpected)}"] * bool(unexpected)
+        if problems:
+            raise CheckpointError(
+                f"'{source}' is not the PANNs Wavegram-Logmel-CNN14 checkpoint ({WEIGHTS_FILE}): found {_found(state)}. "
+                f"Differences: {'; '.join(problems)}"
+            )
+
+    @staticmethod
+    def network_with(state: dict[str, torch.Tensor]) -> WavegramLogmelCnn14:
+        model = WavegramLogmelCnn14()
+        model.load_state_dict({k: v.to(torch.float32) if v.is_floating_point() else v for k, v in state.items()}, strict=True)
+        return model
 
     def description(self) -> str:
         return f"{self.name} (PANNs Wavegram-Logmel-CNN14, 2048-d embedding of the whole clip; weights named by their SHA-256)"

@@ -8,19 +8,18 @@ FAD uses. Parameter names and shapes are those of torchvggish's `vggish-10086976
 The TensorFlow original flattens channels-last, so the convolution output is flattened as
 (time, frequency, channel).
 
-Nothing is downloaded: load_vggish reads a file the user gives.
+Nothing is downloaded: VGGishEmbedder.load_network (foley.evaluate.pretrained) reads a file the user gives.
 """
 
 from __future__ import annotations
 
-import hashlib
-import pickle
-import zipfile
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
 
+from foley.evaluate.pretrained import PretrainedEmbedder
 from foley.models import vggish_input
 from foley.registry import EMBEDDERS
 from foley.util.errors import CheckpointError, FoleyError
@@ -30,7 +29,6 @@ HIDDEN = 4096
 EMBEDDING_SIZE = 128
 IGNORED_PREFIXES = ("pproc.",)  # torchvggish's PCA post-processor, which FAD does not use
 WEIGHTS_FILE = EMBEDDERS.entry("vggish").weights.file  # torchvggish's release, named in the registry
-RANDOM_WEIGHTS_ID = "random-weights"
 
 
 def _conv_stack() -> nn.Sequential:
@@ -66,77 +64,54 @@ def _unallocated() -> VGGish:
         return VGGish()
 
 
-def check_state_dict(state: dict[str, torch.Tensor], source: str) -> None:
-    """Raise CheckpointError listing every missing key, unexpected key and shape mismatch."""
-    expected = {name: tuple(t.shape) for name, t in _unallocated().state_dict().items()}
-    found = {name: tuple(t.shape) for name, t in state.items() if not name.startswith(IGNORED_PREFIXES)}
-    problems = [f"missing {name} {shape}" for name, shape in expected.items() if name not in found]
-    problems += [f"unexpected {name} {shape}" for name, shape in found.items() if name not in expected]
-    problems += [
-        f"{name} has shape {found[name]}, expected {shape}"
-        for name, shape in expected.items()
-        if name in found and found[name] != shape
-    ]
-    if problems:
-        raise CheckpointError(
-            f"'{source}' is not a VGGish state dict in the torchvggish layout ({WEIGHTS_FILE}): " + "; ".join(problems)
-        )
-
-
-def load_vggish(path: str | Path, device: torch.device | str = "cpu") -> VGGish:
-    """The network with the weights at path (a torchvggish state dict), in eval mode on device."""
-    path = EMBEDDERS.entry("vggish").weights.check("vggish", path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"VGGish weights '{path}' are corrupt or not a torch file ({first})") from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"'{path}' does not hold a state dict of tensors (expected torchvggish's {WEIGHTS_FILE})")
-    check_state_dict(state, str(path))
-    model = _unallocated()
-    weights = {k: v.to(torch.float32) for k, v in state.items() if not k.startswith(IGNORED_PREFIXES)}
-    model.load_state_dict(weights, strict=True, assign=True)
-    return model.eval().requires_grad_(False).to(device)
-
-
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-class VGGishEmbedder:
+class VGGishEmbedder(PretrainedEmbedder):
     """The Embedder (see foley.evaluate.embedding) over VGGish: each window gives its one 96-frame example.
 
     A window must hold exactly one example: 15,600 to 30,959 samples (the dcase2023 protocol's
     16,000-sample windows use their first 15,600). Runs on the device of the windows it is given.
+    Its weights: a torchvggish state dict (foley.evaluate.pretrained loads them).
     """
 
+    registry_name = "vggish"
+    title = "VGGish"
+    file_kind = "torch file"
     sample_rate = vggish_input.SAMPLE_RATE
     dim = EMBEDDING_SIZE
     window = vggish_input.EXAMPLE_SAMPLES  # one 0.96 s example
     hop = vggish_input.EXAMPLE_HOP_SAMPLES
 
-    def __init__(self, model: VGGish, weights_id: str) -> None:
-        self.model = model
-        self.name = f"vggish-{weights_id}"
+    @staticmethod
+    def network() -> VGGish:
+        return VGGish()
 
-    @classmethod
-    def load(cls, weights: str | Path, device: torch.device | str = "cpu") -> VGGishEmbedder:
-        """Load the weights and name the embedder by the first 12 hex digits of their SHA-256."""
-        model = load_vggish(weights, device)
-        return cls(model, file_digest(Path(weights))[:12])
+    @staticmethod
+    def state_dict_in(content: Any, path: Path) -> dict[str, torch.Tensor]:
+        if not isinstance(content, dict) or not all(isinstance(v, torch.Tensor) for v in content.values()):
+            raise CheckpointError(f"'{path}' does not hold a state dict of tensors (expected torchvggish's {WEIGHTS_FILE})")
+        return content
 
-    @classmethod
-    def random(cls, device: torch.device | str = "cpu", seed: int = 0) -> VGGishEmbedder:
-        """Randomly initialised weights: the right speed, meaningless embeddings (benchmarks only)."""
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            model = VGGish().eval().requires_grad_(False).to(device)
-        return cls(model, RANDOM_WEIGHTS_ID)
+    @staticmethod
+    def check_state_dict(state: dict[str, torch.Tensor], expected: dict[str, tuple[int, ...]], source: str) -> None:
+        """Raise CheckpointError listing every missing key, unexpected key and shape mismatch."""
+        found = {name: tuple(t.shape) for name, t in state.items() if not name.startswith(IGNORED_PREFIXES)}
+        problems = [f"missing {name} {shape}" for name, shape in expected.items() if name not in found]
+        problems += [f"unexpected {name} {shape}" for name, shape in found.items() if name not in expected]
+        problems += [
+            f"{name} has shape {found[name]}, expected {shape}"
+            for name, shape in expected.items()
+            if name in found and found[name] != shape
+        ]
+        if problems:
+            raise CheckpointError(
+                f"'{source}' is not a VGGish state dict in the torchvggish layout ({WEIGHTS_FILE}): " + "; ".join(problems)
+            )
+
+    @staticmethod
+    def network_with(state: dict[str, torch.Tensor]) -> VGGish:
+        model = _unallocated()
+        weights = {k: v.to(torch.float32) for k, v in state.items() if not k.startswith(IGNORED_PREFIXES)}
+        model.load_state_dict(weights, strict=True, assign=True)
+        return model
 
     def description(self) -> str:
         return f"{self.name} (VGGish, 128-d pre-ReLU embedding without PCA; weights named by their SHA-256)"

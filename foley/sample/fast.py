@@ -30,7 +30,7 @@ class FastSampler:
     def __init__(self, prior: PixelSNAIL, amp: bool = False) -> None:
         self.prior = prior
         self.device = prior.background.device
-        self.amp = amp_enabled(self.device, amp)
+        self.amp = amp_enabled(self.device, amp, sampling=True)
         self.model = IncrementalPixelSNAIL(prior, torch.bfloat16 if self.amp else None)
 
     @torch.no_grad()

@@ -23,7 +23,7 @@ from foley.train.balancer import LossBalancer
 from foley.train.batches import BatchShare, share_of
 from foley.train.fast.prior import fast_loss_and_accuracy
 from foley.util import distributed
-from foley.util.device import autocast
+from foley.util.device import amp_enabled, autocast
 
 
 class AdamTask:
@@ -46,7 +46,7 @@ class AdamTask:
             self.network = torch.compile(self.network)
         self.optimizer = adam(list(model.parameters()), lr, fused)
         self.scheduler = None if lr_factor is None else torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_factor)
-        self.amp = amp
+        self.amp = amp_enabled(device, amp)  # bf16 autocast where the device computes bf16 natively
 
     def losses(self, batch: tuple[torch.Tensor, ...], network: nn.Module) -> dict[str, torch.Tensor]:
         raise TypeError(f"{type(self).__name__} must define losses()")

@@ -23,7 +23,8 @@ def add_bench_train(benches: argparse._SubParsersAction, common: argparse.Argume
     train.add_argument("--steps", type=int, default=3, help="timed steps per path, interleaved (default 3)")
     train.add_argument("--device", help="auto, cpu, cuda or cuda:N (default auto)")
     train.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    train.add_argument("--amp", action="store_true", help="both paths under bf16 autocast (CUDA)")
+    train.add_argument("--amp", action="store_true", help="the fast path under bf16 autocast, as config amp: true trains "
+                       "(CUDA, CPUs with AMX-BF16 or AVX512-BF16); the reference stays float32")
     train.add_argument("--tf32", action="store_true", help="both paths with TF32 products, as the trainers run (CUDA)")
     train.add_argument("--compile", action="store_true", help="torch.compile the fast path (its compilation is untimed)")
     train.add_argument("--json", action="store_true", help="print one JSON object")

@@ -185,6 +185,7 @@ def _run_here(args: argparse.Namespace, config, stages: tuple[str, ...], device,
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from foley.stages.api import load_run, refuse_existing
+    from foley.stages.report import write_clips_page
 
     run = load_run(args.run_dir)
     if args.n < 1:
@@ -195,8 +196,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
     clips = run.generate(name, args.n, seed=args.seed, device=args.device, progress=not args.quiet,
                          guidance=args.guidance)
     paths = clips.write(folder, force=True)
-    from foley.stages.report import write_clips_page
-
     page = write_clips_page(folder.parent / f"{name}.html", paths, f"foley generate: {len(paths)} clips of {name}",
                             f"run {args.run_dir}, seed {clips.seed}, guidance {clips.guidance:g}", run.config.mel)
     log.info("wrote %d clips of %s to %s (seed %d, guidance %g); to listen: %s", len(paths), name, folder, clips.seed,

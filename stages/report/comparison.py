@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from foley.evaluate.html import bar_td, heading, image, note, page, paragraph, section, table, td
-from foley.stages.pipeline import artifact
+from foley.stages.artifacts import artifact
 from foley.stages.report.files import MEAN_ROWS, href, is_number, read_rows, run_settings
 from foley.stages.report.listen import folder_set, render_sets
 from foley.stages.report.scores import interval_columns, number

@@ -13,8 +13,8 @@ from typing import Any
 import yaml
 
 from foley.config import MelConfig, section_from_dict
+from foley.stages.artifacts import OUTPUTS, artifact
 from foley.stages.manifest import read_manifest
-from foley.stages.pipeline import BY_NAME, artifact
 from foley.util.errors import RunError
 
 MEAN_ROWS = ("mean", "average")
@@ -23,7 +23,7 @@ MEAN_ROWS = ("mean", "average")
 def run_file(run_dir: Path, stage: str, name: str) -> Path:
     """A file a stage wrote (finished or not): through its declaration when the stage declares it; else
     in the stage's folder (files no other stage reads: train_vocoder's metrics.csv, evaluate's floors)."""
-    if name in BY_NAME[stage].outputs:
+    if name in OUTPUTS[stage]:
         return artifact(run_dir, stage, name, finished=False)
     return artifact(run_dir, stage, finished=False) / name
 

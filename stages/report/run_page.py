@@ -18,8 +18,8 @@ import numpy as np
 
 from foley.evaluate.html import heading, link, note, page, paragraph, preformatted, section, table, td
 from foley.stages import STAGE_NAMES
+from foley.stages.artifacts import artifact
 from foley.stages.manifest import REPORT_FILES, REPORT_PAGE, versions
-from foley.stages.pipeline import artifact
 from foley.stages.report.files import MEAN_ROWS, RunSettings, href, manifest, read_rows, run_file, run_settings
 from foley.stages.report.listen import Clip, ClipSet, folder_set, render_sets
 from foley.stages.report.scores import heatmap, matrices, number, score_table

@@ -9,7 +9,8 @@ parameters (same state dict, same checkpoints). What differs is only how it is c
   mostly-zero channels;
 - the causal k x k convolutions run as Winograd convolutions on the CPU (``winograd``: 4 x 4
   tiles, about 6x fewer multiply-adds than the masked direct convolution, which also reads the
-  three masked taps), as cuDNN convolutions on a GPU;
+  three masked taps), as cuDNN convolutions on a GPU, and as oneDNN's direct bf16 convolutions
+  on the CPU under bf16 autocast (config ``amp``; faster there than float32 Winograd);
 - 1 x 1 convolutions are matrix products on channels-last maps (no layout changes between
   layers); attention is fused or chunked (``attention``); weight norm is computed once per
   layer and forward, as in the reference.
@@ -30,13 +31,14 @@ CONV_BACKENDS = ("auto", "winograd", "direct")
 
 def fast_logits(model: PixelSNAIL, codes: torch.Tensor, labels: torch.Tensor, conv: str = "auto") -> torch.Tensor:
     """``model(codes, labels)`` as (B, h, W, vocab) logits, channels last; ``conv``: how causal
-    convolutions run (auto: Winograd on the CPU, direct elsewhere)."""
+    convolutions run (auto: Winograd on the CPU in float32, direct under autocast and elsewhere)."""
     if conv not in CONV_BACKENDS:
         raise ValueError(f"conv '{conv}' is not one of {', '.join(CONV_BACKENDS)}")
     model.check_inputs(codes, labels)
     batch, height, _ = codes.shape
     if conv == "auto":
-        conv = "winograd" if codes.device.type == "cpu" else "direct"
+        cpu = codes.device.type == "cpu"
+        conv = "winograd" if cpu and not torch.is_autocast_enabled("cpu") else "direct"
     layers = _Layers(model.training, conv)
     out = input_stacks(model, codes)
     background = model.background[:, :, :height].permute(0, 2, 3, 1).expand(batch, -1, -1, -1)

@@ -105,10 +105,11 @@ def winograd_conv2d(x: torch.Tensor, weight_v: torch.Tensor, weight_g: torch.Ten
     tile = (tile_size(kernel[0]), tile_size(kernel[1]))
     if None in tile:
         raise ValueError(f"no Winograd transform for a {kernel[0]} x {kernel[1]} kernel (at most {MAX_POINTS - 1} taps)")
-    plan = winograd_plan(kernel, tile, x.dtype, x.device)
-    mask = torch.ones(kernel, dtype=x.dtype, device=x.device) if kernel_mask is None else kernel_mask
+    dtype = weight_v.dtype  # the parameters': under CPU autocast x may be bf16, and the function computes in float32
+    plan = winograd_plan(kernel, tile, dtype, x.device)
+    mask = torch.ones(kernel, dtype=dtype, device=x.device) if kernel_mask is None else kernel_mask
     if bias is None:
-        bias = torch.zeros(weight_v.shape[0], dtype=x.dtype, device=x.device)
+        bias = torch.zeros(weight_v.shape[0], dtype=dtype, device=x.device)
     return _WinogradConv.apply(x, weight_v, weight_g, bias, mask, plan, padding)
 
 
@@ -162,6 +163,7 @@ class _WinogradConv(torch.autograd.Function):
     output transform's result y stays in tile order; the output is read from it through a view."""
 
     @staticmethod
+    @torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)  # float32 under CPU autocast
     def forward(ctx, x, weight_v, weight_g, bias, mask, plan: WinogradPlan, padding):
         batch, height, width, in_channels = x.shape
         out_channels, taps = weight_v.shape[0], mask.numel()
@@ -182,6 +184,7 @@ class _WinogradConv(torch.autograd.Function):
         return out.flatten(1, 2).flatten(2, 3)[:, :out_h, :out_w]
 
     @staticmethod
+    @torch.amp.custom_bwd(device_type="cpu")
     def backward(ctx, grad):
         weight_v, kernel_transform, transformed, kernels, y, norm, scale = ctx.saved_tensors
         plan, grid = ctx.plan, ctx.grid
