@@ -12,7 +12,7 @@ from foley.stages.artifacts import PRIOR_FILE as MODEL_FILE
 from foley.stages.context import StageContext, train_model
 from foley.stages.stage import Stage
 from foley.train.data import training_data
-from foley.train.schedule import schedule_for
+from foley.train.schedule import planned, schedule_for
 from foley.train.tasks import PriorTask
 from foley.util.device import tf32
 
@@ -34,13 +34,14 @@ def run(config: Config, ctx: StageContext) -> dict:
     model.to(ctx.device)
     spec = prior_spec(model, section)
     speed = config.train_speed
-    task = PriorTask(model, section.train.lr, ctx.device, config.amp, val_set=val, val_batch_size=section.train.batch_size,
-                     lr_factor=schedule_for(section.train, len(codes)), fast_path=speed.fast_path, compile=speed.compile)
-    data = training_data((codes, labels), ctx.device, section.train.num_workers)
+    train = planned(section.train, len(codes))
+    task = PriorTask(model, train.lr, ctx.device, config.amp, val_set=val, val_batch_size=train.batch_size,
+                     lr_factor=schedule_for(train, len(codes)), fast_path=speed.fast_path, compile=speed.compile)
+    data = training_data((codes, labels), ctx.device, train.num_workers)
     with tf32(ctx.device, speed.tf32):
-        summary = train_model(ctx, "prior", spec, model, task, data, section.train, config.seed, MODEL_FILE)
+        summary = train_model(ctx, "prior", spec, model, task, data, train, config.seed, MODEL_FILE)
     parameters = sum(p.numel() for p in model.parameters())
-    return {"train_maps": len(codes), "val_maps": len(val[0]), "parameters": parameters, "amp": task.amp,
+    return {"train_maps": len(codes), "val_maps": len(val[0]), "parameters": parameters, "amp": task.amp, "epochs": train.epochs,
             "final": summary}
 
 

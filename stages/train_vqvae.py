@@ -12,7 +12,7 @@ from foley.stages.artifacts import VQVAE_FILE as MODEL_FILE
 from foley.stages.context import StageContext, read_index, train_model
 from foley.stages.stage import Stage
 from foley.train.data import training_data
-from foley.train.schedule import schedule_for
+from foley.train.schedule import planned, schedule_for
 from foley.train.tasks import AutoencoderTask
 from foley.util.device import tf32
 
@@ -26,23 +26,24 @@ def load_mels(ctx: StageContext, splits: tuple[str, ...]) -> torch.Tensor:
 
 def run(config: Config, ctx: StageContext) -> dict:
     section = config.autoencoder
-    train, val = load_mels(ctx, ("train",)), load_mels(ctx, ("val",))
+    mels, val = load_mels(ctx, ("train",)), load_mels(ctx, ("val",))
+    train = planned(section.train, len(mels))
     torch.manual_seed(config.seed)
-    model = build_autoencoder(section, tuple(train.shape[1:]))
+    model = build_autoencoder(section, tuple(mels.shape[1:]))
     if section.standardize:
-        model.set_standardization(train)  # a resumed run loads the same values from its checkpoint
+        model.set_standardization(mels)  # a resumed run loads the same values from its checkpoint
     model = model.to(ctx.device)
     spec = autoencoder_spec(model, section)
     task = AutoencoderTask(
-        model, section.quantizer.commitment, section.train.lr, ctx.device, config.amp,
-        val_mels=val, val_batch_size=section.train.batch_size, loss=section.loss,
-        lr_factor=schedule_for(section.train, len(train)),
+        model, section.quantizer.commitment, train.lr, ctx.device, config.amp,
+        val_mels=val, val_batch_size=train.batch_size, loss=section.loss,
+        lr_factor=schedule_for(train, len(mels)),
         fast_path=config.train_speed.fast_path, compile=config.train_speed.compile,
     )
-    data = training_data((train,), ctx.device, section.train.num_workers, allow_resident=False)  # pinned batches
+    data = training_data((mels,), ctx.device, train.num_workers, allow_resident=False)  # pinned batches
     with tf32(ctx.device, config.train_speed.tf32):
-        summary = train_model(ctx, "autoencoder", spec, model, task, data, section.train, config.seed, MODEL_FILE)
-    return {"train_clips": len(train), "val_clips": len(val), "amp": task.amp, "final": summary}
+        summary = train_model(ctx, "autoencoder", spec, model, task, data, train, config.seed, MODEL_FILE)
+    return {"train_clips": len(mels), "val_clips": len(val), "amp": task.amp, "epochs": train.epochs, "final": summary}
 
 
 STAGE = Stage(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -10,8 +11,9 @@ from torch.utils.data import TensorDataset
 
 from foley.config import LR_SCHEDULES, TrainConfig, load_config
 from foley.train.loop import LoopPlan, fit
-from foley.train.schedule import SCHEDULES, lr_factor, schedule_for
+from foley.train.schedule import SCHEDULES, lr_factor, planned, schedule_for
 from foley.train.tasks import AdamTask
+from foley.util.errors import ConfigError
 
 
 def test_constant_with_and_without_warm_up():
@@ -32,7 +34,7 @@ def test_the_config_names_the_schedules_there_are():
     assert LR_SCHEDULES == SCHEDULES
     with pytest.raises(ValueError, match="schedules: constant, cosine"):
         lr_factor("linear", 10)
-    config = load_config("quick", ["prior.train.schedule=cosine", "prior.train.warmup_steps=30"])
+    config = load_config("quick", ["autoencoder.train.schedule=constant", "prior.train.schedule=cosine", "prior.train.warmup_steps=30"])
     assert schedule_for(config.autoencoder.train, 100) is None
     factor = schedule_for(config.prior.train, 70)  # 5 batches of 16 (the last takes 6) per epoch
     assert factor(29) == 1.0 and factor(config.prior.train.epochs * 5) == pytest.approx(0.0)
@@ -78,3 +80,17 @@ def test_adam_uses_the_scheduled_rate_and_a_resumed_run_continues_it(tmp_path):
     fit(resumed, data, _plan(tmp_path / "split", train))
     assert resumed.rates == pytest.approx(whole.rates[5:])
     assert torch.equal(resumed.model.weight, whole.model.weight)
+
+
+def test_steps_train_the_fewest_whole_epochs_that_reach_them_on_any_data_size():
+    base = load_config("quick").prior.train
+    assert planned(dataclasses.replace(base, steps=0), 1000) == dataclasses.replace(base, steps=0)
+    section = dataclasses.replace(base, steps=1100, batch_size=16, epochs=3)
+    for examples, epochs in ((1260, 14), (1264, 14), (334, 53), (16, 1100), (20000, 1)):
+        got = planned(section, examples)
+        per_epoch = math.ceil(examples / 16)
+        assert got.epochs == epochs
+        assert (got.epochs - 1) * per_epoch < 1100 <= got.epochs * per_epoch or got.epochs == 1
+        assert dataclasses.replace(got, epochs=section.epochs) == section  # only epochs changes
+    with pytest.raises(ConfigError, match="steps"):
+        load_config("quick", ["prior.train.steps=-1"])

@@ -119,9 +119,11 @@ class TrainConfig:
     num_workers: int
     schedule: str
     warmup_steps: int
+    steps: int = 0  # > 0: train at least this many optimizer steps (whole epochs), whatever the data's size
 
     def check(self, path: str) -> None:
         require_choice(self.schedule, LR_SCHEDULES, f"{path}.schedule")
+        require(self.steps >= 0, f"{path}.steps", "must be >= 0 (0 = train `epochs` epochs)")
         require(self.warmup_steps >= 0, f"{path}.warmup_steps", "must be >= 0 (0 = no warm-up)")
         require(self.epochs >= 1, f"{path}.epochs", "must be at least 1")
         require(self.batch_size >= 1, f"{path}.batch_size", "must be at least 1")

@@ -8,6 +8,7 @@ exactly.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 
@@ -34,6 +35,16 @@ def lr_factor(schedule: str, total_steps: int, warmup_steps: int = 0) -> Callabl
         return warm * 0.5 * (1.0 + math.cos(math.pi * progress))
 
     return factor
+
+
+def planned(train: TrainConfig, examples: int) -> TrainConfig:
+    """The `train:` section with its epochs for `examples` training examples: with `steps` > 0, the
+    fewest whole epochs that make at least `steps` optimizer steps on this many processes (so a
+    config trains as long on 300 clips as on 3,000); otherwise the section as it is."""
+    if not train.steps:
+        return train
+    per_epoch = batches_per_epoch(examples, train.batch_size, distributed.world_size())
+    return dataclasses.replace(train, epochs=max(1, math.ceil(train.steps / per_epoch)))
 
 
 def schedule_for(train: TrainConfig, examples: int) -> Callable[[int], float] | None:
