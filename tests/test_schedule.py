@@ -86,12 +86,14 @@ def test_adam_uses_the_scheduled_rate_and_a_resumed_run_continues_it(tmp_path):
 def test_steps_train_the_fewest_whole_epochs_that_reach_them_on_any_data_size():
     base = load_config("quick").prior.train
     assert planned(dataclasses.replace(base, steps=0), 1000) == dataclasses.replace(base, steps=0)
-    section = dataclasses.replace(base, steps=1100, batch_size=16, epochs=3)
+    section = dataclasses.replace(base, steps=1100, batch_size=16, epochs=10_000)
     for examples, epochs in ((1260, 14), (1264, 14), (334, 53), (16, 1100), (20000, 1)):
         got = planned(section, examples)
         per_epoch = math.ceil(examples / 16)
         assert got.epochs == epochs
         assert (got.epochs - 1) * per_epoch < 1100 <= got.epochs * per_epoch or got.epochs == 1
         assert dataclasses.replace(got, epochs=section.epochs) == section  # only epochs changes
+    capped = dataclasses.replace(section, epochs=20)  # epochs caps the steps' epochs on a small set
+    assert [planned(capped, n).epochs for n in (1260, 334, 16)] == [14, 20, 20]
     with pytest.raises(ConfigError, match="steps"):
         load_config("quick", ["prior.train.steps=-1"])

@@ -119,7 +119,7 @@ class TrainConfig:
     num_workers: int
     schedule: str
     warmup_steps: int
-    steps: int = 0  # > 0: train at least this many optimizer steps (whole epochs), whatever the data's size
+    steps: int = 0  # > 0: the fewest whole epochs that make this many optimizer steps, at most `epochs`
 
     def check(self, path: str) -> None:
         require_choice(self.schedule, LR_SCHEDULES, f"{path}.schedule")

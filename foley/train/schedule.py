@@ -39,12 +39,13 @@ def lr_factor(schedule: str, total_steps: int, warmup_steps: int = 0) -> Callabl
 
 def planned(train: TrainConfig, examples: int) -> TrainConfig:
     """The `train:` section with its epochs for `examples` training examples: with `steps` > 0, the
-    fewest whole epochs that make at least `steps` optimizer steps on this many processes (so a
-    config trains as long on 300 clips as on 3,000); otherwise the section as it is."""
+    fewest whole epochs that make at least `steps` optimizer steps on this many processes, but at
+    most `epochs` (so a small set trains longer than its few batches per epoch, yet not so many
+    passes that the model memorises it); otherwise the section as it is."""
     if not train.steps:
         return train
     per_epoch = batches_per_epoch(examples, train.batch_size, distributed.world_size())
-    return dataclasses.replace(train, epochs=max(1, math.ceil(train.steps / per_epoch)))
+    return dataclasses.replace(train, epochs=min(train.epochs, max(1, math.ceil(train.steps / per_epoch))))
 
 
 def schedule_for(train: TrainConfig, examples: int) -> Callable[[int], float] | None:
