@@ -166,10 +166,9 @@ class Autoencoder(nn.Module):
     def encode(self, mel: torch.Tensor, levels: int | None = None) -> QuantizedResult:
         self._check_input(mel)
         height, width = shapes.padded_shape(self.input_shape, self.strides)
-        silence = SILENCE
+        x = F.pad(mel[:, None], (0, width - mel.shape[-1], 0, height - mel.shape[-2]), value=SILENCE)
         if self.standardize:
-            mel, silence = (mel - self.mel_mean) / self.mel_std, (SILENCE - self.mel_mean.item()) / self.mel_std.item()
-        x = F.pad(mel[:, None], (0, width - mel.shape[-1], 0, height - mel.shape[-2]), value=silence)
+            x = (x - self.mel_mean) / self.mel_std
         return self.quantizer(self.pre_quantize(self.encoder(x)), levels)
 
     def decode(self, quantized: torch.Tensor) -> torch.Tensor:
