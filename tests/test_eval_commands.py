@@ -91,6 +91,32 @@ def test_fad_refuses_unofficial_inputs_unless_relaxed(clip_sets, capsys):
     assert "2 audio files, expected exactly 100" in err and "44100 samples, expected 88200" in err and "--relax-checks" in err
 
 
+
+def write_short_clips(root, seconds=0.3):
+    """Two classes of clips shorter than one dcase2023 window (16,000 samples), as key clicks are."""
+    rng = np.random.default_rng(0)
+    for name in ("footstep", "keyboard"):
+        (root / name).mkdir(parents=True)
+        for i in range(3):
+            sf.write(str(root / name / f"{i + 1:04d}.wav"), rng.normal(0, 0.1, int(RATE * seconds)), RATE, subtype="PCM_16")
+    return root
+
+
+@pytest.mark.parametrize("short", ["reference", "generated"])
+def test_fad_names_a_class_whose_clips_are_too_short_for_a_window(clip_sets, tmp_path, capsys, short):
+    generated, reference = clip_sets
+    folders = {"generated": generated, "reference": reference, short: write_short_clips(tmp_path / short)}
+    args = ["--embedder", "builtin", "--relax-checks", "--classes", "footstep,keyboard", "--out", str(tmp_path / "f.csv")]
+    assert fad_command(folders["generated"], folders["reference"], *args) == 2
+    err = capsys.readouterr().err
+    assert f"class 'footstep' ({tmp_path / short / 'footstep'}): its 3 clip(s) give 0 embedding window(s)" in err
+    assert "shorter than one window (16,000 samples)" in err and "--protocol standard" in err
+    assert "Traceback" not in err and not (tmp_path / "f.csv").exists()
+    standard = ["--protocol", "standard", *args]  # zero-pads a short clip to one window
+    assert main(["fad", str(folders["generated"]), "--reference", str(folders["reference"]), "-q", *standard]) == 0
+    assert [r["class"] for r in read_rows(tmp_path / "f.csv")] == ["footstep", "keyboard", "mean"]
+
+
 def test_fad_vggish_on_three_classes_against_official_pickles_written_here(clip_sets, tmp_path, capsys):
     generated, reference = clip_sets
     classes = CLASSES[:3]

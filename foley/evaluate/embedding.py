@@ -37,7 +37,7 @@ from tqdm import tqdm
 from foley.evaluate.protocols import ClipArray, ClipSource, Framing, Protocol, clip_windows, describe, read_samples
 from foley.util.atomic import save_npy_atomic
 from foley.util.device import synchronize
-from foley.util.errors import AudioError, FoleyError
+from foley.util.errors import AudioError, DataError, FoleyError
 
 
 class Embedder(Interface):
@@ -166,6 +166,27 @@ def embed_clips(
             flush()
     flush()
     return results
+
+
+def embed_class(
+    name: str, clips: Sequence[ClipSource], embedder: Embedder, protocol: Protocol, options: EmbedOptions = EmbedOptions()
+) -> list[np.ndarray]:
+    """embed_clips for one class's clips; DataError naming the class when they give fewer than the
+    2 windows that FAD's and KAD's statistics need (e.g. clips shorter than one window under dcase2023)."""
+    per_clip = embed_clips(clips, embedder, protocol, options)
+    windows = sum(len(c) for c in per_clip)
+    if windows >= 2:
+        return per_clip
+    framing = protocol.framing(embedder)
+    where = f" ({Path(describe(clips[0])).parent})" if clips and not isinstance(clips[0], ClipArray) else ""
+    if framing.pad_short or framing.window == 0:
+        fix = "give the class at least 2 clips"
+    else:
+        fix = (f"under protocol {protocol.name} a clip shorter than one window ({framing.window:,} samples) gives none: "
+               f"pad the clips to at least {framing.window:,} samples (foley's prepare stage pads every clip to the "
+               f"config's clip length) or score with --protocol standard, which zero-pads a short clip to one window")
+    raise DataError(f"class '{name}'{where}: its {len(clips)} clip(s) give {windows} embedding window(s) with "
+                    f"{embedder.name}, and FAD and KAD need at least 2; {fix}")
 
 
 BENCH_CLIP_SECONDS = 4

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from foley.evaluate.embedding import Embedder, EmbedOptions, content_keys, embed_clips
+from foley.evaluate.embedding import Embedder, EmbedOptions, content_keys, embed_class
 from foley.evaluate.fad import GaussianStats, gaussian_stats
 from foley.evaluate.gt_pickle import read_official_stats
 from foley.evaluate.protocols import DCASE2023, Protocol, class_files, enforce_inputs
@@ -108,7 +108,7 @@ def reference_from_folder(
     files = class_files(root, class_names)
     if protocol.official_checks:
         enforce_inputs(files, relax_checks)
-    embeddings = {name: np.concatenate(embed_clips(paths, embedder, protocol, options or EmbedOptions()))
+    embeddings = {name: np.concatenate(embed_class(name, paths, embedder, protocol, options or EmbedOptions()))
                   for name, paths in files.items()}
     stats = {name: gaussian_stats(rows) for name, rows in embeddings.items()}
     return ReferenceStats(stats, protocol.name, embedder.name, f"clips in {root}", embeddings)

@@ -16,7 +16,7 @@ import numpy as np
 
 from foley.config.vocoder_eval import METRICS
 from foley.evaluate.bootstrap import draw_clips, percentile_bounds, resampled_scores
-from foley.evaluate.embedding import Embedder, EmbedOptions, embed_clips
+from foley.evaluate.embedding import Embedder, EmbedOptions, embed_class
 from foley.evaluate.fad import (
     FADInf,
     FADInterval,
@@ -202,4 +202,5 @@ def score_set(
 def embed_classes(files_by_class: Mapping[str, Sequence[Path]], embedder: Embedder, protocol: Protocol,
                   options: EmbedOptions | None = None) -> dict[str, list[np.ndarray]]:
     """Each class's clips embedded (cached per clip with options.cache_dir): class -> per clip (windows, D)."""
-    return {name: embed_clips(files, embedder, protocol, options or EmbedOptions()) for name, files in files_by_class.items()}
+    return {name: embed_class(name, files, embedder, protocol, options or EmbedOptions())
+            for name, files in files_by_class.items()}
