@@ -23,7 +23,6 @@ from foley.stages.artifacts import OUTPUTS
 from foley.stages.context import StageContext
 from foley.stages.stage import Stage
 from foley.util.atomic import save_npy_atomic
-from foley.util.device import amp_enabled
 from foley.util.errors import ConfigError
 from foley.vocoders.base import Vocoder, build_vocoder
 
@@ -103,9 +102,8 @@ def run(config: Config, ctx: StageContext) -> dict:
     save_npy_atomic(out / "codes.npy", result.codes)
     save_npy_atomic(out / "mels.npy", result.mels.astype(np.float32))
     log.info("sample: wrote %d clips per class to %s", per_class, out / "samples")
-    amp = amp_enabled(ctx.device, config.amp, sampling=True)
     levels = config.sample.levels or generator.autoencoder.levels
-    return {"per_class": per_class, "vocoder": generator.vocoder.name, "sampler": "fast", "amp": amp,
+    return {"per_class": per_class, "vocoder": generator.vocoder.name, "sampler": "fast", "amp": result.amp,
             "levels_decoded": levels, "guidance": config.sample.guidance}
 
 

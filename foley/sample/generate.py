@@ -30,6 +30,7 @@ class Generated:
     codes: np.ndarray  # (N, H, W) stacked code maps
     mels: np.ndarray  # (N, n_mels, frames) float32
     audio: np.ndarray  # (N, num_samples) float32
+    amp: bool = False  # whether the sampler ran under bf16 autocast
 
 
 @torch.no_grad()
@@ -70,4 +71,4 @@ def generate(
             mel = autoencoder.decode_codes(levels[:, : settings.levels or autoencoder.levels])
             mels.append(mel.float().cpu().numpy())
             audio.append(fit_length(vocoder(mel)[0].float().cpu().numpy(), num_samples)[0])
-    return Generated(codes=np.concatenate(codes), mels=np.concatenate(mels), audio=np.stack(audio))
+    return Generated(codes=np.concatenate(codes), mels=np.concatenate(mels), audio=np.stack(audio), amp=sampler.amp)
