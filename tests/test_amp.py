@@ -21,6 +21,7 @@ from foley.train.fast.winograd import winograd_conv2d
 from foley.train.tasks import AdamTask, AutoencoderTask, PriorTask
 from foley.util import device as device_module
 from foley.util.device import amp_enabled
+from foley.util.errors import ConfigError
 
 CPU = torch.device("cpu")
 BF16_TOLERANCE = 2e-2  # relative, loss and gradients
@@ -180,6 +181,30 @@ def test_without_bf16_instructions_amp_trains_in_float32_after_one_warning(float
 def test_amp_is_off_unless_asked_and_on_for_a_bf16_cpu(bf16_cpu):
     assert amp_enabled(CPU, True) and not amp_enabled(CPU, False)
 
+
+
+def test_amp_auto_uses_bf16_where_native_and_float32_silently_elsewhere(monkeypatch, caplog):
+    """`amp: auto` (the demo's): bf16 training on a CPU with bf16 instructions, float32 on one
+    without and no warning; sampling on the CPU stays float32; on CUDA where torch supports bf16."""
+    device_module._warn_float32.cache_clear()
+    with caplog.at_level(logging.WARNING, logger="foley.util.device"):
+        for native in (True, False):
+            monkeypatch.setattr(device_module, "cpu_has_bf16", lambda native=native: native)
+            assert amp_enabled(CPU, "auto") is native and PriorTask(tiny_prior(), 1e-3, CPU, amp="auto").amp is native
+            assert amp_enabled(CPU, "auto", sampling=True) is False
+        for supported in (True, False):
+            monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda supported=supported: supported)
+            assert amp_enabled(torch.device("cuda"), "auto") is supported
+            assert amp_enabled(torch.device("cuda"), True) is True
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    device_module._warn_float32.cache_clear()
+
+
+def test_config_amp_takes_false_true_or_auto_only():
+    assert [load_config("quick", [f"amp={v}"]).amp for v in ("false", "true", "auto")] == [False, True, "auto"]
+    for bad in ("1", "Auto", "bf16"):
+        with pytest.raises(ConfigError, match=r"config key 'amp' must be one of false, true, auto"):
+            load_config("quick", [f"amp={bad}"])
 
 def test_the_fast_sampler_stays_float32_on_a_bf16_cpu(bf16_cpu):
     """Sampling on the CPU ignores amp: the maps stay the float32 (the reference sampler's) ones."""

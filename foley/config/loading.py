@@ -204,6 +204,11 @@ def _convert(hint: Any, value: Any, path: str) -> Any:
         if len(value) != len(args):
             raise ConfigError(f"config key '{path}' must have {len(args)} entries, got {list(value)!r}")
         return tuple(_convert(a, v, f"{path}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+    if origin is typing.Literal:  # exact values: true must not match 1, nor "auto" "Auto"
+        if not any(type(value) is type(choice) and value == choice for choice in args):
+            shown = ", ".join(yaml.safe_dump(choice).split("\n")[0] for choice in args)
+            raise ConfigError(f"config key '{path}' must be one of {shown}, got {value!r}")
+        return value
     if hint is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"config key '{path}' must be true or false, got {value!r}")

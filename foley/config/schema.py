@@ -11,7 +11,7 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from foley.config.sections import (
     AudioConfig,
@@ -32,13 +32,16 @@ from foley.util import shapes
 # matrices for one training batch could not fit in any accelerator's memory.
 MAX_ATTENTION_BYTES = 64 * 2**30
 
+# bf16 autocast: false, true (warns where declined) or auto (where the device computes bf16 natively, silently)
+AmpSetting = Literal[False, True, "auto"]
+
 
 @dataclass(frozen=True)
 class Config:
     name: str
     seed: int
     device: str
-    amp: bool
+    amp: AmpSetting  # false | true | auto (see foley.util.device.amp_enabled)
     train_speed: TrainSpeedConfig
     data: DataConfig
     audio: AudioConfig

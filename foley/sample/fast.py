@@ -27,7 +27,7 @@ from foley.util.device import amp_enabled, autocast
 class FastSampler:
     """Folds ``prior`` once; each call samples code maps with it (the prior itself is not changed)."""
 
-    def __init__(self, prior: PixelSNAIL, amp: bool = False) -> None:
+    def __init__(self, prior: PixelSNAIL, amp: bool | str = False) -> None:
         self.prior = prior
         self.device = prior.background.device
         self.amp = amp_enabled(self.device, amp, sampling=True)

@@ -45,7 +45,7 @@ def generate(
     stack: str,
     num_samples: int,
     progress: bool = True,
-    amp: bool = False,
+    amp: bool | str = False,
 ) -> Generated:
     """Generate clip indices[i] of class class_ids[i] for every i, sampling codes in batches of
     settings.batch_size and decoding and vocoding clip by clip (a clip's audio then does not depend on

@@ -36,7 +36,7 @@ class AdamTask:
     fused one for the device): the same update in fewer passes over the parameters.
     """
 
-    def __init__(self, model: nn.Module, lr: float, device: torch.device, amp: bool = False,
+    def __init__(self, model: nn.Module, lr: float, device: torch.device, amp: bool | str = False,
                  lr_factor: Callable[[int], float] | None = None, *,
                  loss_module: nn.Module | None = None, fused: bool = False, compile: bool = False):
         self.model, self.device = model, device
@@ -105,7 +105,7 @@ class AutoencoderTask(AdamTask):
     gradient, and the commitment, which does not depend on that output, is added unbalanced."""
 
     def __init__(self, model: Autoencoder, commitment_weight: float, lr: float, device: torch.device,
-                 amp: bool = False, val_mels: torch.Tensor | None = None, val_batch_size: int = 16,
+                 amp: bool | str = False, val_mels: torch.Tensor | None = None, val_batch_size: int = 16,
                  loss: LossConfig | None = None, lr_factor: Callable[[int], float] | None = None,
                  fast_path: bool = True, compile: bool = False):
         super().__init__(model, lr, device, amp, lr_factor, fused=fast_path, compile=compile)
@@ -194,7 +194,7 @@ class PriorTask(AdamTask):
     """Cross-entropy over the code map; logs loss and accuracy (train and validation).
     ``fast_path``: the fast training forward and fused Adam (equal to the reference up to rounding)."""
 
-    def __init__(self, model: PixelSNAIL, lr: float, device: torch.device, amp: bool = False,
+    def __init__(self, model: PixelSNAIL, lr: float, device: torch.device, amp: bool | str = False,
                  val_set: tuple[torch.Tensor, torch.Tensor] | None = None, val_batch_size: int = 16,
                  lr_factor: Callable[[int], float] | None = None, fast_path: bool = True, compile: bool = False):
         super().__init__(model, lr, device, amp, lr_factor, loss_module=PriorLoss(model, fast_path), fused=fast_path,

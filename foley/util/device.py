@@ -27,21 +27,24 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def amp_enabled(device: torch.device, requested: bool, sampling: bool = False) -> bool:
-    """Whether mixed precision (bf16 autocast, config `amp`) is used: when requested, on CUDA, and
-    for training (not ``sampling``) on a CPU with bf16 instructions (`cpu_has_bf16`); a training
-    request on another CPU or device is declined with one warning per process (float32). The
-    fast sampler stays float32 on the CPU: there bf16 measured 2.2x slower (small prior) to 1.16x
-    faster (baseline prior), and its maps would no longer be the reference sampler's."""
-    if not requested:
+def amp_enabled(device: torch.device, requested: bool | str, sampling: bool = False) -> bool:
+    """Whether mixed precision (bf16 autocast, config `amp`) is used. ``True``: on CUDA, and for
+    training (not ``sampling``) on a CPU with bf16 instructions (`cpu_has_bf16`); a training request
+    on another CPU or device is declined with one warning per process (float32). ``"auto"``: the
+    same where the device computes bf16 natively (on CUDA: where torch says it supports bf16),
+    float32 elsewhere without a warning. The fast sampler stays float32 on the CPU: there bf16
+    measured 2.2x slower (small prior) to 1.16x faster (baseline prior), and its maps would no
+    longer be the reference sampler's."""
+    if requested is not True and requested != "auto":
         return False
     if device.type == "cuda":
-        return True
+        return requested is True or torch.cuda.is_bf16_supported()
     if device.type == "cpu" and sampling:
         return False
     if device.type == "cpu" and cpu_has_bf16():
         return True
-    _warn_float32(device.type)
+    if requested is True:
+        _warn_float32(device.type)
     return False
 
 
