@@ -30,12 +30,19 @@ log = logging.getLogger(__name__)
 Artifact = Callable[..., Path]  # (stage, output=None) -> a declared output of a finished upstream stage
 
 
+def null_label_uses(config: Config) -> list[str]:
+    """The sample settings that need a prior with a null label, e.g. ["sample.guidance 2"]."""
+    uses = [f"sample.guidance {config.sample.guidance:g}"] if config.sample.guidance != 1 else []
+    return uses + ([f"sample.best_of {config.sample.best_of}"] if config.sample.best_of > 1 else [])
+
+
 def preflight(config: Config) -> None:
-    """Refuse guidance before any stage runs when the configured prior will have no null label."""
-    if config.sample.guidance != 1 and config.prior.label_dropout == 0:
+    """Refuse guidance and best_of before any stage runs when the configured prior will have no null label."""
+    uses = null_label_uses(config)
+    if uses and config.prior.label_dropout == 0:
         raise ConfigError(
-            f"sample.guidance {config.sample.guidance:g} needs a prior with a null label, but prior.label_dropout is 0; "
-            "set prior.label_dropout > 0 (e.g. --set prior.label_dropout=0.1) or sample.guidance to 1"
+            f"{' and '.join(uses)} need a prior with a null label, but prior.label_dropout is 0; "
+            "set prior.label_dropout > 0 (e.g. --set prior.label_dropout=0.1), or sample.guidance and sample.best_of to 1"
         )
 
 
@@ -68,12 +75,13 @@ def load_generator(config: Config, artifact: Artifact, device: torch.device) -> 
 
 def generate_for(config: Config, generator: Generator, class_ids: list[int], indices: list[int],
                  seed: int, progress: bool) -> Generated:
-    """The clips; ConfigError when config.sample.guidance needs a null label the prior lacks."""
-    if config.sample.guidance != 1 and generator.prior.null_label is None:
+    """The clips; ConfigError when config.sample's guidance or best_of needs a null label the prior lacks."""
+    uses = null_label_uses(config)
+    if uses and generator.prior.null_label is None:
         raise ConfigError(
-            f"guidance {config.sample.guidance:g} needs a prior trained with a null label, but this run's prior "
-            "(train_prior/prior.pt) was trained with prior.label_dropout 0; use guidance 1, or retrain it with "
-            "prior.label_dropout > 0 (e.g. foley run --set prior.label_dropout=0.1)"
+            f"{' and '.join(uses)} need a prior trained with a null label, but this run's prior "
+            "(train_prior/prior.pt) was trained with prior.label_dropout 0; use guidance 1 and best_of 1, or retrain "
+            "it with prior.label_dropout > 0 (e.g. foley run --set prior.label_dropout=0.1)"
         )
     return generate(
         generator.prior, generator.autoencoder, generator.vocoder, class_ids, indices, seed,
@@ -104,7 +112,18 @@ def run(config: Config, ctx: StageContext) -> dict:
     log.info("sample: wrote %d clips per class to %s", per_class, out / "samples")
     levels = config.sample.levels or generator.autoencoder.levels
     return {"per_class": per_class, "vocoder": generator.vocoder.name, "sampler": "fast", "amp": result.amp,
-            "levels_decoded": levels, "guidance": config.sample.guidance}
+            "levels_decoded": levels, "guidance": config.sample.guidance, "best_of": config.sample.best_of,
+            **evidence_details(result)}
+
+
+def evidence_details(result: Generated) -> dict:
+    """With best_of > 1: how often each candidate was kept and the mean class evidence, kept against drawn."""
+    if result.evidence is None:
+        return {}
+    kept = result.evidence[np.arange(len(result.chosen)), result.chosen]
+    return {"kept_candidate_counts": np.bincount(result.chosen, minlength=result.evidence.shape[1]).tolist(),
+            "evidence_mean_kept": round(float(kept.mean()), 3),
+            "evidence_mean_first": round(float(result.evidence[:, 0].mean()), 3)}
 
 
 STAGE = Stage(

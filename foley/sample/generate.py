@@ -5,6 +5,8 @@ so a clip does not depend on the batch size or on which other clips are generate
 Codes come from the fast sampler (foley.sample.fast), which draws the reference's maps. The prior
 draws whole maps; with settings.levels = k > 0 only the first k quantizer levels are decoded
 (for an autoencoder trained with quantizer dropout), so clips cost k levels' bitrate.
+With settings.best_of = K > 1 each clip is the best of K candidate maps by the prior's class
+evidence (foley.sample.best_of); candidate 0 is the clip's own draw, so K = 1 is plain sampling.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from foley.audio.clips import fit_length
 from foley.config import SampleConfig
 from foley.models.autoencoder import Autoencoder
 from foley.quantize.stacking import unstack_levels
+from foley.sample.best_of import choose_candidate
 from foley.sample.fast import FastSampler
 from foley.sample.reference import clip_seed
 from foley.vocoders.base import Vocoder
@@ -31,6 +34,8 @@ class Generated:
     mels: np.ndarray  # (N, n_mels, frames) float32
     audio: np.ndarray  # (N, num_samples) float32
     amp: bool = False  # whether the sampler ran under bf16 autocast
+    evidence: np.ndarray | None = None  # (N, best_of) class evidence of every candidate (None at best_of 1)
+    chosen: np.ndarray | None = None  # (N,) the kept candidate of each clip (None at best_of 1)
 
 
 @torch.no_grad()
@@ -57,18 +62,28 @@ def generate(
     prior.eval()
     autoencoder.eval()
     sampler = FastSampler(prior, amp=amp)
-    codes, mels, audio = [], [], []
+    k = settings.best_of
+    codes, mels, audio, evidence, chosen = [], [], [], [], []
     starts = range(0, len(class_ids), settings.batch_size)
     for first in tqdm(starts, desc="generating", disable=not progress, leave=False):
         batch_classes = list(class_ids[first : first + settings.batch_size])
         batch_indices = list(indices[first : first + settings.batch_size])
-        seeds = [clip_seed(seed, c, i) for c, i in zip(batch_classes, batch_indices)]
-        labels = torch.tensor(batch_classes, dtype=torch.long, device=device)
+        seeds = [clip_seed(seed, c, i, j) for c, i in zip(batch_classes, batch_indices) for j in range(k)]
+        labels = torch.tensor(batch_classes, dtype=torch.long, device=device).repeat_interleave(k)
         maps = sampler(labels, seeds, settings.temperature, settings.top_k, guidance=settings.guidance)
+        if k > 1:
+            candidates = maps.view(len(batch_classes), k, *maps.shape[1:])
+            picks = [choose_candidate(prior, clip, c) for clip, c in zip(candidates, batch_classes)]
+            chosen += [best for best, _ in picks]
+            evidence += [scores.cpu().numpy() for _, scores in picks]
+            maps = torch.stack([clip[best] for clip, (best, _) in zip(candidates, picks)])
         codes.append(maps.cpu().numpy())
         for one_map in maps.split(1):  # one clip at a time: float rounding must not depend on the batch
             levels = unstack_levels(one_map, autoencoder.levels, stack)
             mel = autoencoder.decode_codes(levels[:, : settings.levels or autoencoder.levels])
             mels.append(mel.float().cpu().numpy())
             audio.append(fit_length(vocoder(mel)[0].float().cpu().numpy(), num_samples)[0])
-    return Generated(codes=np.concatenate(codes), mels=np.concatenate(mels), audio=np.stack(audio), amp=sampler.amp)
+    return Generated(
+        codes=np.concatenate(codes), mels=np.concatenate(mels), audio=np.stack(audio), amp=sampler.amp,
+        evidence=np.stack(evidence) if k > 1 else None, chosen=np.array(chosen) if k > 1 else None,
+    )

@@ -26,12 +26,17 @@ from tqdm import tqdm
 from foley.models.pixelsnail import PixelSNAIL
 
 
-def clip_seed(run_seed: int, class_id: int, index: int) -> int:
-    """The seed of one clip: a 64-bit hash (numpy SeedSequence) of (run seed, class, index)."""
-    for name, value in (("run_seed", run_seed), ("class_id", class_id), ("index", index)):
+def clip_seed(run_seed: int, class_id: int, index: int, candidate: int = 0) -> int:
+    """The seed of one clip: a 64-bit hash (numpy SeedSequence) of (run seed, class, index).
+
+    ``candidate`` > 0: the seed of the clip's further candidate draws (``sample.best_of``), a hash
+    of (run seed, class, index, candidate); candidate 0 is the clip's own seed.
+    """
+    for name, value in (("run_seed", run_seed), ("class_id", class_id), ("index", index), ("candidate", candidate)):
         if value < 0:
             raise ValueError(f"{name} must be >= 0, got {value}")
-    state = np.random.SeedSequence([run_seed, class_id, index]).generate_state(1, dtype=np.uint64)
+    entropy = [run_seed, class_id, index] + ([candidate] if candidate else [])
+    state = np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)
     return int(state[0])
 
 
