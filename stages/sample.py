@@ -113,17 +113,21 @@ def run(config: Config, ctx: StageContext) -> dict:
     levels = config.sample.levels or generator.autoencoder.levels
     return {"per_class": per_class, "vocoder": generator.vocoder.name, "sampler": "fast", "amp": result.amp,
             "levels_decoded": levels, "guidance": config.sample.guidance, "best_of": config.sample.best_of,
-            **evidence_details(result)}
+            **best_of_details(result)}
 
 
-def evidence_details(result: Generated) -> dict:
-    """With best_of > 1: how often each candidate was kept and the mean class evidence, kept against drawn."""
-    if result.evidence is None:
+def best_of_details(result: Generated) -> dict:
+    """With best_of > 1: how often each candidate was kept, and the kept and first candidates' mean
+    likelihood (nats per map) and evidence."""
+    if result.scores is None:
         return {}
-    kept = result.evidence[np.arange(len(result.chosen)), result.chosen]
-    return {"kept_candidate_counts": np.bincount(result.chosen, minlength=result.evidence.shape[1]).tolist(),
-            "evidence_mean_kept": round(float(kept.mean()), 3),
-            "evidence_mean_first": round(float(result.evidence[:, 0].mean()), 3)}
+    kept = result.scores[np.arange(len(result.chosen)), result.chosen]
+    first = result.scores[:, 0]
+    return {"kept_candidate_counts": np.bincount(result.chosen, minlength=result.scores.shape[1]).tolist(),
+            "likelihood_mean_kept": round(float(kept[:, 0].mean()), 3),
+            "likelihood_mean_first": round(float(first[:, 0].mean()), 3),
+            "evidence_mean_kept": round(float(kept[:, 1].mean()), 3),
+            "evidence_mean_first": round(float(first[:, 1].mean()), 3)}
 
 
 STAGE = Stage(

@@ -5,8 +5,8 @@ so a clip does not depend on the batch size or on which other clips are generate
 Codes come from the fast sampler (foley.sample.fast), which draws the reference's maps. The prior
 draws whole maps; with settings.levels = k > 0 only the first k quantizer levels are decoded
 (for an autoencoder trained with quantizer dropout), so clips cost k levels' bitrate.
-With settings.best_of = K > 1 each clip is the best of K candidate maps by the prior's class
-evidence (foley.sample.best_of); candidate 0 is the clip's own draw, so K = 1 is plain sampling.
+With settings.best_of = K > 1 each clip is the best of K candidate maps as the prior rates them
+(foley.sample.best_of); candidate 0 is the clip's own draw, so K = 1 is plain sampling.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ class Generated:
     mels: np.ndarray  # (N, n_mels, frames) float32
     audio: np.ndarray  # (N, num_samples) float32
     amp: bool = False  # whether the sampler ran under bf16 autocast
-    evidence: np.ndarray | None = None  # (N, best_of) class evidence of every candidate (None at best_of 1)
+    scores: np.ndarray | None = None  # (N, best_of, 2) likelihood and evidence of every candidate (None at best_of 1)
     chosen: np.ndarray | None = None  # (N,) the kept candidate of each clip (None at best_of 1)
 
 
@@ -63,7 +63,7 @@ def generate(
     autoencoder.eval()
     sampler = FastSampler(prior, amp=amp)
     k = settings.best_of
-    codes, mels, audio, evidence, chosen = [], [], [], [], []
+    codes, mels, audio, scores, chosen = [], [], [], [], []
     starts = range(0, len(class_ids), settings.batch_size)
     for first in tqdm(starts, desc="generating", disable=not progress, leave=False):
         batch_classes = list(class_ids[first : first + settings.batch_size])
@@ -75,7 +75,7 @@ def generate(
             candidates = maps.view(len(batch_classes), k, *maps.shape[1:])
             picks = [choose_candidate(prior, clip, c) for clip, c in zip(candidates, batch_classes)]
             chosen += [best for best, _ in picks]
-            evidence += [scores.cpu().numpy() for _, scores in picks]
+            scores += [clip_scores.cpu().numpy() for _, clip_scores in picks]
             maps = torch.stack([clip[best] for clip, (best, _) in zip(candidates, picks)])
         codes.append(maps.cpu().numpy())
         for one_map in maps.split(1):  # one clip at a time: float rounding must not depend on the batch
@@ -85,5 +85,5 @@ def generate(
             audio.append(fit_length(vocoder(mel)[0].float().cpu().numpy(), num_samples)[0])
     return Generated(
         codes=np.concatenate(codes), mels=np.concatenate(mels), audio=np.stack(audio), amp=sampler.amp,
-        evidence=np.stack(evidence) if k > 1 else None, chosen=np.array(chosen) if k > 1 else None,
+        scores=np.stack(scores) if k > 1 else None, chosen=np.array(chosen) if k > 1 else None,
     )
