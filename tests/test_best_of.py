@@ -1,4 +1,4 @@
-"""sample.best_of: each clip the best of K candidate maps by the prior's class evidence."""
+"""sample.best_of: each clip the best of K candidate maps as the prior rates them (foley.sample.best_of)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from foley.config import load_config
 from foley.models.builders import build_autoencoder
 from foley.models.pixelsnail import PixelSNAIL
-from foley.sample.best_of import choose_candidate, class_evidence
+from foley.sample.best_of import candidate_scores, pick
 from foley.sample.generate import generate
 from foley.sample.reference import clip_seed, sample_reference
 from foley.stages.sample import Generator, generate_for, preflight
@@ -35,37 +35,40 @@ def strong_prior(map_shape, vocab: int, label_dropout: float = 0.1) -> PixelSNAI
     return prior
 
 
-def evidence_by_positions(prior: PixelSNAIL, maps: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def scores_by_positions(prior: PixelSNAIL, maps: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """The definition, position by position as the reference sampler sees them: the model on the rows so
-    far, log-probability of the code there under the label minus under the null label."""
-    total = torch.zeros(len(maps), dtype=torch.float64)
-    nulls = prior.null_labels(len(maps))
+    far; (B, 2): the summed log-probability of each code under the label, and that minus under the null label."""
+    under = {"label": torch.zeros(len(maps), dtype=torch.float64), "null": torch.zeros(len(maps), dtype=torch.float64)}
     with torch.no_grad():
         for position in range(maps[0].numel()):
             row, col = divmod(position, maps.shape[2])
             code = maps[:, row, col].unsqueeze(1)
-            for sign, these in ((1, labels), (-1, nulls)):
+            for name, these in (("label", labels), ("null", prior.null_labels(len(maps)))):
                 logits = prior(maps[:, : row + 1], these)[:, :, row, col]
-                total += sign * F.log_softmax(logits, dim=1).gather(1, code).squeeze(1).double()
-    return total
+                under[name] += F.log_softmax(logits, dim=1).gather(1, code).squeeze(1).double()
+    return torch.stack([under["label"], under["label"] - under["null"]], dim=1)
 
 
-def test_class_evidence_is_the_log_ratio_summed_over_positions():
+def test_scores_are_the_log_likelihood_and_the_log_ratio_summed_over_positions():
     prior = strong_prior((3, 5), 9)
     labels = torch.tensor([0, 1, 2, 1])
     maps = sample_reference(prior, labels, [clip_seed(1, int(c), i) for i, c in enumerate(labels)])
-    evidence = class_evidence(prior, maps, labels)
-    assert evidence.dtype == torch.float64 and evidence.shape == (4,)
-    torch.testing.assert_close(evidence, evidence_by_positions(prior, maps, labels), rtol=0, atol=1e-4)
+    likelihood, evidence = candidate_scores(prior, maps, labels)
+    assert likelihood.dtype == evidence.dtype == torch.float64 and likelihood.shape == evidence.shape == (4,)
+    torch.testing.assert_close(torch.stack([likelihood, evidence], 1), scores_by_positions(prior, maps, labels),
+                               rtol=0, atol=1e-4)
 
 
-def test_the_kept_candidate_has_the_largest_evidence_first_on_ties():
-    prior = strong_prior((3, 5), 9)
-    candidates = sample_reference(prior, torch.full((5,), 2), [clip_seed(0, 2, 0, j) for j in range(5)])
-    best, evidence = choose_candidate(prior, candidates, 2)
-    assert best == int(np.argmax(evidence.numpy())) and evidence[best] == evidence.max()
-    same = candidates[[1, 1, 1]]  # equal candidates: the first is kept
-    assert choose_candidate(prior, same, 2)[0] == 0
+def test_pick_keeps_the_most_likely_candidate_above_the_evidence_floor():
+    def kept(likelihood, evidence):
+        return pick(torch.tensor(likelihood, dtype=torch.float64), torch.tensor(evidence, dtype=torch.float64))
+
+    assert kept([-90.0, -150.0, -170.0], [9.0, 40.0, 70.0]) == 1  # the likeliest (-90) has under half of 70
+    assert kept([-90.0, -150.0, -170.0], [36.0, 40.0, 70.0]) == 0  # now it has half: the likeliest is kept
+    assert kept([-150.0, -150.0], [40.0, 70.0]) == 0  # ties: the first
+    assert kept([-90.0, -150.0], [-12.0, -10.0]) == 0  # a negative largest: -12 >= -10 - 5
+    assert kept([-90.0, -150.0], [-16.0, -10.0]) == 1  # the largest evidence is always eligible
+    assert kept([-150.0], [-3.0]) == 0
 
 
 def test_candidate_zero_is_the_clips_own_seed():
@@ -96,17 +99,17 @@ def test_best_of_keeps_each_clips_best_candidate_and_one_is_plain_sampling(parts
     config, prior, _, _ = parts
     class_ids, indices = [0, 0, 1, 2], [0, 1, 0, 3]
     plain = run_generate(parts, class_ids, indices, best_of=1)
-    assert plain.evidence is None and plain.chosen is None
+    assert plain.scores is None and plain.chosen is None
     best = run_generate(parts, class_ids, indices, best_of=3)
-    assert best.evidence.shape == (4, 3) and best.chosen.shape == (4,)
+    assert best.scores.shape == (4, 3, 2) and best.chosen.shape == (4,)
     assert best.chosen.tolist() != [0, 0, 0, 0]  # otherwise the test below shows nothing
     for n, (c, i) in enumerate(zip(class_ids, indices)):
         labels = torch.full((3,), c)
         candidates = sample_reference(prior, labels, [clip_seed(4, c, i, j) for j in range(3)], 1.1, 0, guidance=2.0)
         np.testing.assert_array_equal(candidates[0].numpy(), plain.codes[n])  # candidate 0: the plain draw
-        evidence = evidence_by_positions(prior, candidates, labels).numpy()
-        np.testing.assert_allclose(best.evidence[n], evidence, atol=1e-4)
-        assert best.chosen[n] == int(np.argmax(evidence))
+        scores = scores_by_positions(prior, candidates, labels)
+        np.testing.assert_allclose(best.scores[n], scores.numpy(), atol=1e-4)
+        assert best.chosen[n] == pick(scores[:, 0], scores[:, 1])
         np.testing.assert_array_equal(best.codes[n], candidates[best.chosen[n]].numpy())
     chosen = best.chosen == 0
     np.testing.assert_array_equal(best.audio[chosen], plain.audio[chosen])
@@ -116,7 +119,8 @@ def test_a_clip_does_not_depend_on_the_batch_or_the_other_clips(parts):
     together = run_generate(parts, [0, 1, 2, 2], [5, 5, 0, 1], best_of=2, batch_size=4)
     alone = run_generate(parts, [2], [1], best_of=2, batch_size=1)
     np.testing.assert_array_equal(alone.codes[0], together.codes[3])
-    np.testing.assert_array_equal(alone.evidence[0], together.evidence[3])
+    np.testing.assert_allclose(alone.scores[0], together.scores[3], rtol=0, atol=1e-4)  # batched: last bits differ
+    assert alone.chosen[0] == together.chosen[3]
     np.testing.assert_array_equal(alone.audio[0], together.audio[3])
 
 

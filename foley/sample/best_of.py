@@ -19,8 +19,9 @@ others'), so the evidence floor drops them. The evidence alone would prefer clip
 events, as it adds up over every position of an event.
 
 The scores come from the full model on whole maps (teacher forcing, float32 then summed in
-float64), one clip's K candidates at a time, so a clip's choice depends only on its own candidates,
-never on the batch or on the sampler that drew them.
+float64), for a sampling batch's candidates at once: a clip's choice depends only on its own
+candidates (up to float rounding in its scores' last bits, which a batched model may round
+differently), not on the sampler that drew them.
 """
 
 from __future__ import annotations
@@ -54,11 +55,3 @@ def pick(likelihood: torch.Tensor, evidence: torch.Tensor) -> int:
     eligible = evidence >= best_evidence - best_evidence.abs() / 2
     ranked = torch.where(eligible, likelihood, torch.full_like(likelihood, -torch.inf))
     return int(torch.argmax(ranked))  # torch.argmax returns the first maximal index
-
-
-def choose_candidate(prior: PixelSNAIL, candidates: torch.Tensor, label: int) -> tuple[int, torch.Tensor]:
-    """The kept one of a clip's candidate maps (K, H, W) of class ``label``, and their (K, 2) scores
-    (likelihood, evidence)."""
-    labels = torch.full((len(candidates),), label, dtype=torch.long, device=candidates.device)
-    likelihood, evidence = candidate_scores(prior, candidates, labels)
-    return pick(likelihood, evidence), torch.stack([likelihood, evidence], dim=1)

@@ -22,7 +22,7 @@ from foley.audio.clips import fit_length
 from foley.config import SampleConfig
 from foley.models.autoencoder import Autoencoder
 from foley.quantize.stacking import unstack_levels
-from foley.sample.best_of import choose_candidate
+from foley.sample.best_of import candidate_scores, pick
 from foley.sample.fast import FastSampler
 from foley.sample.reference import clip_seed
 from foley.vocoders.base import Vocoder
@@ -72,11 +72,12 @@ def generate(
         labels = torch.tensor(batch_classes, dtype=torch.long, device=device).repeat_interleave(k)
         maps = sampler(labels, seeds, settings.temperature, settings.top_k, guidance=settings.guidance)
         if k > 1:
-            candidates = maps.view(len(batch_classes), k, *maps.shape[1:])
-            picks = [choose_candidate(prior, clip, c) for clip, c in zip(candidates, batch_classes)]
-            chosen += [best for best, _ in picks]
-            scores += [clip_scores.cpu().numpy() for _, clip_scores in picks]
-            maps = torch.stack([clip[best] for clip, (best, _) in zip(candidates, picks)])
+            likelihood, evidence = candidate_scores(prior, maps, labels)
+            batch_scores = torch.stack([likelihood, evidence], dim=1).view(len(batch_classes), k, 2)
+            picks = [pick(clip[:, 0], clip[:, 1]) for clip in batch_scores]
+            chosen += picks
+            scores.append(batch_scores.cpu().numpy())
+            maps = maps.view(len(batch_classes), k, *maps.shape[1:])[torch.arange(len(picks)), picks]
         codes.append(maps.cpu().numpy())
         for one_map in maps.split(1):  # one clip at a time: float rounding must not depend on the batch
             levels = unstack_levels(one_map, autoencoder.levels, stack)
@@ -85,5 +86,5 @@ def generate(
             audio.append(fit_length(vocoder(mel)[0].float().cpu().numpy(), num_samples)[0])
     return Generated(
         codes=np.concatenate(codes), mels=np.concatenate(mels), audio=np.stack(audio), amp=sampler.amp,
-        scores=np.stack(scores) if k > 1 else None, chosen=np.array(chosen) if k > 1 else None,
+        scores=np.concatenate(scores) if k > 1 else None, chosen=np.array(chosen) if k > 1 else None,
     )
