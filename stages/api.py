@@ -44,6 +44,7 @@ class Clips:
     sample_rate: int
     seed: int
     guidance: float = 1.0
+    best_of: int = 1
 
     def write(self, folder: str | Path, force: bool = False) -> list[Path]:
         """folder/0001.wav ... (16-bit mono); refuses to replace existing files unless `force`."""
@@ -59,19 +60,22 @@ class Run:
     config: Config
 
     def generate(self, class_name: str | int, n: int = 10, *, seed: int | None = None, device: str | None = None,
-                 progress: bool = False, guidance: float | None = None) -> Clips:
-        """n new clips of a class (a name in either DCASE layout, or a class id). With the run's seed
-        and guidance (the defaults), clip i equals the run's sample i of that class. `guidance`: a
-        classifier-free guidance scale (needs a prior trained with prior.label_dropout > 0)."""
+                 progress: bool = False, guidance: float | None = None, best_of: int | None = None) -> Clips:
+        """n new clips of a class (a name in either DCASE layout, or a class id). With the run's seed,
+        guidance and best_of (the defaults), clip i equals the run's sample i of that class. `guidance`: a
+        classifier-free guidance scale; `best_of`: candidates per clip (foley.sample.best_of); both other
+        than 1 need a prior trained with prior.label_dropout > 0."""
         if n < 1:
             raise RunError("n must be at least 1")
         class_id = self.class_id(class_name)
-        config = self.config if guidance is None else load_run_config(self.path, [f"sample.guidance={guidance}"])
+        overrides = [f"sample.{key}={value}" for key, value in (("guidance", guidance), ("best_of", best_of))
+                     if value is not None]
+        config = load_run_config(self.path, overrides) if overrides else self.config
         generator = load_generator(config, self.artifact, resolve_device(device or config.device))
         seed = config.seed if seed is None else seed
         result = generate_for(config, generator, [class_id] * n, list(range(n)), seed, progress)
         name = config.data.eval_class_names[class_id]
-        return Clips(name, result.audio, config.audio.sample_rate, seed, config.sample.guidance)
+        return Clips(name, result.audio, config.audio.sample_rate, seed, config.sample.guidance, config.sample.best_of)
 
     def scores(self) -> list[dict[str, str]]:
         """The rows of the run's evaluate/fad.csv (one per class, then the mean)."""

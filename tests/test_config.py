@@ -118,13 +118,14 @@ def test_codec_options_are_off_in_the_builtin_configs(name):
 def test_the_paper_configs_keep_the_baselines_prior_and_sampler(name):
     config = load_config(name)
     prior, train, sample = config.prior, config.prior.train, config.sample
-    assert (prior.label_dropout, prior.label_channels, sample.guidance) == (0.0, 1, 1.0)
+    assert (prior.label_dropout, prior.label_channels, sample.guidance, sample.best_of) == (0.0, 1, 1.0, 1)
     assert (train.schedule, train.warmup_steps, config.codes.stack) == ("constant", 0, "freq")
 
 
 def test_the_demo_config_guides_its_sampler():
     config = load_config("quick")
-    assert (config.prior.label_dropout, config.prior.label_channels, config.sample.guidance) == (0.1, 8, 2.0)
+    sample = config.sample
+    assert (config.prior.label_dropout, config.prior.label_channels, sample.guidance, sample.best_of) == (0.1, 8, 2.0, 2)
 
 
 def test_the_toy_config_is_the_tests_toy_run():

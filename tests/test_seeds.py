@@ -15,7 +15,7 @@ from foley.stages.seeds import parse_seeds
 from foley.util.errors import RunError
 
 CLASSES = ["dog_bark", "footstep", "gunshot", "keyboard", "moving_motor_vehicle", "rain", "sneeze_cough"]
-GUIDED = ["prior.label_dropout=0.2", "sample.guidance=2.0"]
+GUIDED = ["prior.label_dropout=0.2", "sample.guidance=2.0", "sample.best_of=2"]
 
 
 def _sets(overrides):
@@ -42,7 +42,8 @@ def test_each_seed_is_its_own_run_with_guidance(group):
         config = (group / f"seed{seed}" / "config.yaml").read_text()
         assert f"seed: {seed}\n" in config and "label_dropout: 0.2" in config and "guidance: 2.0" in config
         manifest = json.loads((group / f"seed{seed}" / "sample" / "manifest.json").read_text())
-        assert manifest["details"]["guidance"] == 2.0
+        assert manifest["details"]["guidance"] == 2.0 and manifest["details"]["best_of"] == 2
+        assert sum(manifest["details"]["kept_candidate_counts"]) == 2 * len(CLASSES)  # 2 clips per class
     assert (group / "seed0" / "sample" / "codes.npy").read_bytes() != (group / "seed3" / "sample" / "codes.npy").read_bytes()
     assert len(list((group / "cache" / "classifiers").iterdir())) == 1  # one classifier judged both seeds
     assert not (group / "seed0" / "cache").exists()
