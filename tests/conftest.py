@@ -39,7 +39,6 @@ TOY = [
     "sample.per_class=2",
     "sample.batch_size=7",
     "sample.guidance=1.0",
-    "sample.best_of=1",
     "vocoder.griffinlim.n_iter=2",
     "evaluate.batch_size=8",
     "evaluate.relax_checks=true",

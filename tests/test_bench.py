@@ -103,7 +103,7 @@ def test_extrapolation_is_exact_for_a_quadratic_cost():
 
 # the tiny prior below has no null label: unguided
 TINY = ["vocoder.griffinlim.n_iter=1", "autoencoder.channel=8", "sample.per_class=1", "sample.guidance=1",
-        "sample.temperature=1", "sample.best_of=1"]  # the settings the generation benchmark samples with
+        "sample.temperature=1"]  # the settings the generation benchmark samples with
 
 
 def tiny_prior_for(config) -> PixelSNAIL:
