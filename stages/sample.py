@@ -30,18 +30,20 @@ log = logging.getLogger(__name__)
 Artifact = Callable[..., Path]  # (stage, output=None) -> a declared output of a finished upstream stage
 
 
-def null_label_uses(config: Config) -> list[str]:
-    """The sample settings that need a prior with a null label, e.g. ["sample.guidance 2"]."""
+def null_label_needed_by(config: Config) -> str:
+    """The sample settings that need a prior with a null label and the verb, e.g. "sample.guidance 2 needs"
+    ("" when none does)."""
     uses = [f"sample.guidance {config.sample.guidance:g}"] if config.sample.guidance != 1 else []
-    return uses + ([f"sample.best_of {config.sample.best_of}"] if config.sample.best_of > 1 else [])
+    uses += [f"sample.best_of {config.sample.best_of}"] if config.sample.best_of > 1 else []
+    return f"{' and '.join(uses)} {'needs' if len(uses) == 1 else 'need'}" if uses else ""
 
 
 def preflight(config: Config) -> None:
     """Refuse guidance and best_of before any stage runs when the configured prior will have no null label."""
-    uses = null_label_uses(config)
+    uses = null_label_needed_by(config)
     if uses and config.prior.label_dropout == 0:
         raise ConfigError(
-            f"{' and '.join(uses)} need a prior with a null label, but prior.label_dropout is 0; "
+            f"{uses} a prior with a null label, but prior.label_dropout is 0; "
             "set prior.label_dropout > 0 (e.g. --set prior.label_dropout=0.1), or sample.guidance and sample.best_of to 1"
         )
 
@@ -76,10 +78,10 @@ def load_generator(config: Config, artifact: Artifact, device: torch.device) -> 
 def generate_for(config: Config, generator: Generator, class_ids: list[int], indices: list[int],
                  seed: int, progress: bool) -> Generated:
     """The clips; ConfigError when config.sample's guidance or best_of needs a null label the prior lacks."""
-    uses = null_label_uses(config)
+    uses = null_label_needed_by(config)
     if uses and generator.prior.null_label is None:
         raise ConfigError(
-            f"{' and '.join(uses)} need a prior trained with a null label, but this run's prior "
+            f"{uses} a prior trained with a null label, but this run's prior "
             "(train_prior/prior.pt) was trained with prior.label_dropout 0; use guidance 1 and best_of 1, or retrain "
             "it with prior.label_dropout > 0 (e.g. foley run --set prior.label_dropout=0.1)"
         )

@@ -127,10 +127,12 @@ def test_a_clip_does_not_depend_on_the_batch_or_the_other_clips(parts):
 def test_best_of_needs_a_null_label_and_at_least_one():
     with pytest.raises(ConfigError, match="sample.best_of.*must be at least 1"):
         load_config("toy", ["sample.best_of=0"])
-    with pytest.raises(ConfigError, match="sample.best_of 2 need a prior with a null label.*prior.label_dropout"):
+    with pytest.raises(ConfigError, match="sample.best_of 2 needs a prior with a null label.*prior.label_dropout"):
         preflight(load_config("toy", ["sample.best_of=2", "prior.label_dropout=0"]))
+    with pytest.raises(ConfigError, match="sample.guidance 2 and sample.best_of 2 need a prior with a null label"):
+        preflight(load_config("toy", ["sample.best_of=2", "sample.guidance=2", "prior.label_dropout=0"]))
     preflight(load_config("toy", ["sample.best_of=2", "prior.label_dropout=0.1"]))
     config = load_config("toy", ["sample.best_of=2", "prior.label_dropout=0"])
     old_prior = strong_prior(config.map_shape, config.autoencoder.quantizer.codebook_size, label_dropout=0.0)
-    with pytest.raises(ConfigError, match="best_of 2 need a prior trained with a null label.*train_prior/prior.pt"):
+    with pytest.raises(ConfigError, match="best_of 2 needs a prior trained with a null label.*train_prior/prior.pt"):
         generate_for(config, Generator(None, None, old_prior), [0], [0], 0, progress=False)

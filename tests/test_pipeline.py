@@ -208,7 +208,7 @@ def test_guidance_on_a_prior_without_a_null_label_is_refused_with_the_fix(toy_ru
     assert main(["generate", str(toy_run), "--class", "rain", "-n", "1", "--guidance", "2", "--out", str(out), "-q"]) == 2
     assert "trained with prior.label_dropout 0" in capsys.readouterr().err and not out.exists()
     assert main(["generate", str(toy_run), "--class", "rain", "-n", "1", "--best-of", "2", "--out", str(out), "-q"]) == 2
-    assert "best_of 2 need a prior trained with a null label" in capsys.readouterr().err and not out.exists()
+    assert "best_of 2 needs a prior trained with a null label" in capsys.readouterr().err and not out.exists()
     for setting in ("sample.guidance=2", "sample.best_of=3"):
         assert foley("--out", str(tmp_path / "r"), *_sets(toy_overrides + [setting])) == 2
         assert "set prior.label_dropout > 0" in capsys.readouterr().err and not (tmp_path / "r" / "prepare").exists()
