@@ -12,8 +12,8 @@ clip_seed(seed, class, index, j), j = 0..K-1 (j = 0: the clip's own seed, so K =
 sampling), then keeps, among the candidates whose evidence is at least half the largest
 (evidence >= max - |max| / 2), the most likely one (ties: the lowest j).
 
-Why both, measured on the demo (README, Quality over seeds, round 4): the most likely candidate
-alone was the better clip more often (fewer bursts that do not end) but likes maps of background
+Why both, measured on the demo (README, Quality over seeds, round 4): the likelier candidate tends
+to be the cleaner clip (fewer bursts that do not end), but the likelihood favours maps of background
 alone, the most predictable of all (a silent dog bark); such maps carry almost no evidence (9 nats
 against 28 to 123 for the other clips of the measured run), so the evidence floor drops them. The
 evidence alone prefers clips dense with events, as it adds up over every position of an event.
