@@ -73,7 +73,7 @@ class Run:
         config = load_run_config(self.path, overrides) if overrides else self.config
         generator = load_generator(config, self.artifact, resolve_device(device or config.device))
         seed = config.seed if seed is None else seed
-        result = generate_for(config, generator, [class_id] * n, list(range(n)), seed, progress)
+        result = generate_for(config, generator, [class_id] * n, list(range(n)), seed, progress, self.artifact)
         name = config.data.eval_class_names[class_id]
         return Clips(name, result.audio, config.audio.sample_rate, seed, config.sample.guidance, config.sample.best_of)
 

@@ -81,7 +81,7 @@ def test_candidate_zero_is_the_clips_own_seed():
 @pytest.fixture(scope="module")
 def parts():
     config = load_config("quick", ["vocoder.griffinlim.n_iter=1", "autoencoder.channel=8", "sample.guidance=2",
-                                   "sample.temperature=1.1", "sample.batch_size=3"])
+                                   "sample.temperature=1.1", "sample.batch_size=3", "sample.best_of_by=prior"])
     torch.manual_seed(0)
     autoencoder = build_autoencoder(config.autoencoder, (config.mel.n_mels, 344)).eval()
     prior = strong_prior(config.map_shape, config.autoencoder.quantizer.codebook_size)
@@ -127,12 +127,16 @@ def test_a_clip_does_not_depend_on_the_batch_or_the_other_clips(parts):
 def test_best_of_needs_a_null_label_and_at_least_one():
     with pytest.raises(ConfigError, match="sample.best_of.*must be at least 1"):
         load_config("toy", ["sample.best_of=0"])
-    with pytest.raises(ConfigError, match="sample.best_of 2 needs a prior with a null label.*prior.label_dropout"):
-        preflight(load_config("toy", ["sample.best_of=2", "prior.label_dropout=0"]))
-    with pytest.raises(ConfigError, match="sample.guidance 2 and sample.best_of 2 need a prior with a null label"):
-        preflight(load_config("toy", ["sample.best_of=2", "sample.guidance=2", "prior.label_dropout=0"]))
+    with pytest.raises(ConfigError, match="sample.best_of_by.*must be one of loudness, prior"):
+        load_config("toy", ["sample.best_of_by=loud"])
+    with pytest.raises(ConfigError, match="sample.best_of 2 by prior needs a prior with a null label.*label_dropout"):
+        preflight(load_config("toy", ["sample.best_of=2", "sample.best_of_by=prior", "prior.label_dropout=0"]))
+    with pytest.raises(ConfigError, match="sample.guidance 2 and sample.best_of 2 by prior need a prior with a null"):
+        preflight(load_config("toy", ["sample.best_of=2", "sample.guidance=2", "sample.best_of_by=prior",
+                                      "prior.label_dropout=0"]))
     preflight(load_config("toy", ["sample.best_of=2", "prior.label_dropout=0.1"]))
-    config = load_config("toy", ["sample.best_of=2", "prior.label_dropout=0"])
+    preflight(load_config("toy", ["sample.best_of=2", "sample.best_of_by=loudness", "prior.label_dropout=0"]))
+    config = load_config("toy", ["sample.best_of=2", "sample.best_of_by=prior", "prior.label_dropout=0"])
     old_prior = strong_prior(config.map_shape, config.autoencoder.quantizer.codebook_size, label_dropout=0.0)
-    with pytest.raises(ConfigError, match="best_of 2 needs a prior trained with a null label.*train_prior/prior.pt"):
-        generate_for(config, Generator(None, None, old_prior), [0], [0], 0, progress=False)
+    with pytest.raises(ConfigError, match="best_of 2 by prior needs a prior trained with a null label.*prior.pt"):
+        generate_for(config, Generator(None, None, old_prior), [0], [0], 0, progress=False, artifact=None)

@@ -301,10 +301,12 @@ class SampleConfig:
     levels: int
     guidance: float
     best_of: int
+    best_of_by: str
 
     def check(self, path: str) -> None:
         require(self.per_class >= 1, f"{path}.per_class", "must be at least 1")
         require(self.best_of >= 1, f"{path}.best_of", "must be at least 1 (1 = each clip is its own single draw)")
+        require_choice(self.best_of_by, ("loudness", "prior"), f"{path}.best_of_by")
         require(self.levels >= 0, f"{path}.levels", "must be >= 0 (0 = all of the autoencoder's levels)")
         require(self.temperature > 0, f"{path}.temperature", "must be positive")
         require(self.guidance >= 0, f"{path}.guidance", "must be >= 0 (1 = no classifier-free guidance, 0 = unconditional)")
