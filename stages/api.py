@@ -45,6 +45,7 @@ class Clips:
     seed: int
     guidance: float = 1.0
     best_of: int = 1
+    best_of_by: str = "prior"
 
     def write(self, folder: str | Path, force: bool = False) -> list[Path]:
         """folder/0001.wav ... (16-bit mono); refuses to replace existing files unless `force`."""
@@ -60,22 +61,25 @@ class Run:
     config: Config
 
     def generate(self, class_name: str | int, n: int = 10, *, seed: int | None = None, device: str | None = None,
-                 progress: bool = False, guidance: float | None = None, best_of: int | None = None) -> Clips:
+                 progress: bool = False, guidance: float | None = None, best_of: int | None = None,
+                 best_of_by: str | None = None) -> Clips:
         """n new clips of a class (a name in either DCASE layout, or a class id). With the run's seed,
-        guidance and best_of (the defaults), clip i equals the run's sample i of that class. `guidance`: a
-        classifier-free guidance scale; `best_of`: candidates per clip (foley.sample.best_of); both other
-        than 1 need a prior trained with prior.label_dropout > 0."""
+        guidance and best of K (the defaults), clip i equals the run's sample i of that class. `guidance`: a
+        classifier-free guidance scale (other than 1 needs a prior trained with prior.label_dropout > 0);
+        `best_of`: candidates per clip, kept `best_of_by` "loudness" or "prior" (the latter needs the null
+        label too; foley.sample.best_of)."""
         if n < 1:
             raise RunError("n must be at least 1")
         class_id = self.class_id(class_name)
-        overrides = [f"sample.{key}={value}" for key, value in (("guidance", guidance), ("best_of", best_of))
-                     if value is not None]
+        settings = (("guidance", guidance), ("best_of", best_of), ("best_of_by", best_of_by))
+        overrides = [f"sample.{key}={value}" for key, value in settings if value is not None]
         config = load_run_config(self.path, overrides) if overrides else self.config
         generator = load_generator(config, self.artifact, resolve_device(device or config.device))
         seed = config.seed if seed is None else seed
         result = generate_for(config, generator, [class_id] * n, list(range(n)), seed, progress, self.artifact)
         name = config.data.eval_class_names[class_id]
-        return Clips(name, result.audio, config.audio.sample_rate, seed, config.sample.guidance, config.sample.best_of)
+        return Clips(name, result.audio, config.audio.sample_rate, seed, config.sample.guidance, config.sample.best_of,
+                     config.sample.best_of_by)
 
     def scores(self) -> list[dict[str, str]]:
         """The rows of the run's evaluate/fad.csv (one per class, then the mean)."""

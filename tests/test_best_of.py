@@ -1,4 +1,4 @@
-"""sample.best_of: each clip the best of K candidate maps as the prior rates them (foley.sample.best_of)."""
+"""sample.best_of: each clip the best of K candidate maps, by loudness or as the prior rates them (foley.sample.best_of)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ import torch.nn.functional as F
 from foley.config import load_config
 from foley.models.builders import build_autoencoder
 from foley.models.pixelsnail import PixelSNAIL
-from foley.sample.best_of import candidate_scores, pick
+from foley.quantize.stacking import unstack_levels
+from foley.sample.best_of import LoudnessRange, candidate_scores, loudness_features, pick, pick_by_loudness
 from foley.sample.generate import generate
 from foley.sample.reference import clip_seed, sample_reference
-from foley.stages.sample import Generator, generate_for, preflight
+from foley.stages.sample import LOUDNESS_MAPS, Generator, generate_for, loudness_ranges, preflight
 from foley.util.errors import ConfigError
 from foley.vocoders.base import build_vocoder
 
@@ -88,11 +89,11 @@ def parts():
     return config, prior, autoencoder, build_vocoder(config)
 
 
-def run_generate(parts, class_ids, indices, best_of: int, batch_size: int = 3):
+def run_generate(parts, class_ids, indices, best_of: int, batch_size: int = 3, by: str = "prior", loudness=None):
     config, prior, autoencoder, vocoder = parts
-    settings = dataclasses.replace(config.sample, best_of=best_of, batch_size=batch_size)
+    settings = dataclasses.replace(config.sample, best_of=best_of, batch_size=batch_size, best_of_by=by)
     return generate(prior, autoencoder, vocoder, class_ids, indices, 4, settings, "freq", config.audio.clip_samples,
-                    progress=False)
+                    progress=False, loudness=loudness)
 
 
 def test_best_of_keeps_each_clips_best_candidate_and_one_is_plain_sampling(parts):
@@ -140,3 +141,92 @@ def test_best_of_needs_a_null_label_and_at_least_one():
     old_prior = strong_prior(config.map_shape, config.autoencoder.quantizer.codebook_size, label_dropout=0.0)
     with pytest.raises(ConfigError, match="best_of 2 by prior needs a prior trained with a null label.*prior.pt"):
         generate_for(config, Generator(None, None, old_prior), [0], [0], 0, progress=False, artifact=None)
+
+
+def constant_mels(levels, n_mels=4, frames=5):
+    """Clips whose every log-mel value is one level: peak and median frame energy both equal it."""
+    return np.stack([np.full((n_mels, frames), level, dtype=np.float32) for level in levels])
+
+
+def test_loudness_features_are_the_peak_and_the_median_frame_energy():
+    mels = constant_mels([-5.0, 1.0])
+    mels[0, 2, 3] = 2.0  # a one-bin spike in one frame of five: the peak, not the median frame
+    mels[1, :, :3] = np.log([[1.0], [2.0], [3.0], [6.0]])  # three frames of energy log(mean(1, 2, 3, 6)) = log 3
+    features = loudness_features(mels)
+    assert features.dtype == np.float64 and features.shape == (2, 2)
+    np.testing.assert_allclose(features, [[2.0, -5.0], [np.log(6.0), np.log(3.0)]], rtol=0, atol=1e-6)
+
+
+def test_a_range_is_its_clips_quantiles_and_spreads():
+    levels = np.arange(-10.0, 11.0)  # 21 clips: the 5 % quantile of -10..10 is -9, the 95 % one 9
+    spread = float(levels.std())
+    assert dataclasses.astuple(LoudnessRange.of(constant_mels(levels))) == pytest.approx((-9.0, 9.0, spread, spread))
+    assert LoudnessRange.of(constant_mels([3.0])) == LoudnessRange(3.0, 3.0, 1e-3, 1e-3)  # one clip: floored spread
+
+
+def test_a_candidate_misfits_by_how_far_it_lies_outside_in_spreads():
+    fit = LoudnessRange(peak_low=0.0, median_high=-3.0, peak_spread=2.0, median_spread=0.5)
+    inside = constant_mels([-4.0])
+    inside[0, 0, 0] = 1.0  # peak 1 >= 0, median -4 <= -3
+    silent = constant_mels([-4.0])  # peak -4: 4 below, 2 spreads
+    stuck = constant_mels([-2.0])
+    stuck[0, 0, 0] = 1.0  # median -2: 1 above, 2 spreads
+    both = constant_mels([-2.5])  # peak 2.5 below (1.25) and median 0.5 above (1)
+    np.testing.assert_allclose(fit.misfit(np.concatenate([inside, silent, stuck, both])), [0.0, 2.0, 2.0, 2.25])
+    assert pick_by_loudness(np.array([2.0, 0.0, 0.0])) == 1  # the smallest, first on ties
+    assert pick_by_loudness(np.array([0.0, 0.0])) == 0  # both inside: the clip's own draw
+
+
+def decoded_candidates(parts, class_id: int, index: int, k: int):
+    """The clip's k candidates as the reference sampler draws them, and each decoded alone."""
+    config, prior, autoencoder, _ = parts
+    maps = sample_reference(prior, torch.full((k,), class_id), [clip_seed(4, class_id, index, j) for j in range(k)],
+                            1.1, 0, guidance=2.0)
+    with torch.no_grad():
+        mels = [autoencoder.decode_codes(unstack_levels(one, autoencoder.levels, "freq")).numpy() for one in maps.split(1)]
+    return maps, np.concatenate(mels)
+
+
+def test_best_of_by_loudness_keeps_each_clips_best_fitting_candidate(parts):
+    class_ids, indices = [0, 0, 1, 2, 2], [0, 1, 0, 3, 4]
+    drawn = [decoded_candidates(parts, c, i, 3) for c, i in zip(class_ids, indices)]
+    peaks, medians = loudness_features(np.concatenate([mels for _, mels in drawn])).T
+    # a range that about half of these candidates miss, on either side: the choice is not always candidate 0
+    middle = LoudnessRange(float(np.median(peaks)), float(np.median(medians)), float(peaks.std()), float(medians.std()))
+    loudness = {0: middle, 1: middle, 2: middle}
+    best = run_generate(parts, class_ids, indices, best_of=3, by="loudness", loudness=loudness)
+    plain = run_generate(parts, class_ids, indices, best_of=1)
+    assert best.scores is None and best.misfits.shape == (5, 3) and best.chosen.shape == (5,)
+    assert len(set(best.chosen.tolist())) > 1  # otherwise the test below shows little
+    for n, (maps, mels) in enumerate(drawn):
+        misfits = middle.misfit(mels)
+        np.testing.assert_allclose(best.misfits[n], misfits, rtol=0, atol=1e-5)
+        assert best.chosen[n] == int(np.argmin(misfits))
+        np.testing.assert_array_equal(best.codes[n], maps[best.chosen[n]].numpy())
+        np.testing.assert_array_equal(best.mels[n], mels[best.chosen[n]])
+    chosen = best.chosen == 0
+    np.testing.assert_array_equal(best.audio[chosen], plain.audio[chosen])  # candidate 0 kept: the plain clip
+    alone = run_generate(parts, [2], [4], best_of=3, batch_size=1, by="loudness", loudness=loudness)
+    np.testing.assert_array_equal(alone.audio[0], best.audio[4])
+    with pytest.raises(ValueError, match="needs the loudness range of every generated class"):
+        run_generate(parts, [0, 1], [0, 0], best_of=2, by="loudness", loudness={0: middle})
+
+
+def test_loudness_ranges_come_from_the_classes_training_maps_decoded(toy_run):
+    from foley.models.builders import load_autoencoder
+    from foley.stages.api import load_run
+
+    run = load_run(toy_run)
+    autoencoder, _ = load_autoencoder(run.artifact("train_vqvae", "vqvae.pt"))
+    codes, labels, splits = (np.load(run.artifact("extract_codes", f"{name}.npy")) for name in ("codes", "labels", "splits"))
+    ranges = loudness_ranges(autoencoder.eval(), run.artifact, [2, 0, 2], run.config.sample, run.config.codes.stack)
+    assert sorted(ranges) == [0, 2] and LOUDNESS_MAPS >= 4  # every toy training map counts
+    for class_id in (0, 2):
+        rows = np.flatnonzero((labels == class_id) & (splits == "train"))
+        assert len(rows) > 0
+        with torch.no_grad():
+            mels = np.concatenate([autoencoder.decode_codes(unstack_levels(torch.as_tensor(codes[[r]]).long(),
+                                                                           autoencoder.levels, run.config.codes.stack)).numpy()
+                                   for r in rows])
+        expected = LoudnessRange.of(mels)
+        assert dataclasses.astuple(ranges[class_id]) == pytest.approx(dataclasses.astuple(expected), rel=1e-5, abs=1e-5)

@@ -207,10 +207,11 @@ def test_guidance_on_a_prior_without_a_null_label_is_refused_with_the_fix(toy_ru
     out = tmp_path / "guided"
     assert main(["generate", str(toy_run), "--class", "rain", "-n", "1", "--guidance", "2", "--out", str(out), "-q"]) == 2
     assert "trained with prior.label_dropout 0" in capsys.readouterr().err and not out.exists()
-    assert main(["generate", str(toy_run), "--class", "rain", "-n", "1", "--best-of", "2", "--out", str(out), "-q"]) == 2
-    assert "best_of 2 needs a prior trained with a null label" in capsys.readouterr().err and not out.exists()
-    for setting in ("sample.guidance=2", "sample.best_of=3"):
-        assert foley("--out", str(tmp_path / "r"), *_sets(toy_overrides + [setting])) == 2
+    by_prior = ["generate", str(toy_run), "--class", "rain", "-n", "1", "--best-of", "2", "--best-of-by", "prior"]
+    assert main([*by_prior, "--out", str(out), "-q"]) == 2
+    assert "best_of 2 by prior needs a prior trained with a null label" in capsys.readouterr().err and not out.exists()
+    for settings in (["sample.guidance=2"], ["sample.best_of=3", "sample.best_of_by=prior"]):
+        assert foley("--out", str(tmp_path / "r"), *_sets(toy_overrides + settings)) == 2
         assert "set prior.label_dropout > 0" in capsys.readouterr().err and not (tmp_path / "r" / "prepare").exists()
 
 

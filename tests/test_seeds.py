@@ -43,7 +43,11 @@ def test_each_seed_is_its_own_run_with_guidance(group):
         assert f"seed: {seed}\n" in config and "label_dropout: 0.2" in config and "guidance: 2.0" in config
         manifest = json.loads((group / f"seed{seed}" / "sample" / "manifest.json").read_text())
         assert manifest["details"]["guidance"] == 2.0 and manifest["details"]["best_of"] == 2
-        assert sum(manifest["details"]["kept_candidate_counts"]) == 2 * len(CLASSES)  # 2 clips per class
+        details = manifest["details"]
+        assert sum(details["kept_candidate_counts"]) == 2 * len(CLASSES)  # 2 clips per class
+        assert details["best_of_by"] == "loudness"  # the demo's rule (quick.yaml), whose kept clips misfit no more
+        assert details["outside_range_kept"] <= details["outside_range_first"]
+        assert details["misfit_mean_kept"] <= details["misfit_mean_first"]
     assert (group / "seed0" / "sample" / "codes.npy").read_bytes() != (group / "seed3" / "sample" / "codes.npy").read_bytes()
     assert len(list((group / "cache" / "classifiers").iterdir())) == 1  # one classifier judged both seeds
     assert not (group / "seed0" / "cache").exists()

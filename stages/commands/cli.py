@@ -73,8 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="classifier-free guidance scale (default: the run's sample.guidance; 1 = none; "
                           "other values need a prior trained with prior.label_dropout > 0)")
     gen.add_argument("--best-of", type=int, metavar="K",
-                     help="candidate maps per clip, the one the prior rates best kept (default: the run's "
-                          "sample.best_of; 1 = each clip its single draw; other values need prior.label_dropout > 0)")
+                     help="candidate maps per clip, one kept by --best-of-by (default: the run's sample.best_of; "
+                          "1 = each clip its single draw)")
+    gen.add_argument("--best-of-by", choices=("loudness", "prior"),
+                     help="keep the candidate whose loudness fits the class's real clips, or the one the prior rates "
+                          "best (needs prior.label_dropout > 0) (default: the run's sample.best_of_by)")
     gen.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     gen.add_argument("--force", action="store_true", help="overwrite existing clips")
     gen.set_defaults(handler=cmd_generate)
@@ -197,9 +200,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
     folder = (args.out or args.run_dir / "generated") / name
     refuse_existing(folder, args.n, args.force)  # before the minutes of sampling
     clips = run.generate(name, args.n, seed=args.seed, device=args.device, progress=not args.quiet,
-                         guidance=args.guidance, best_of=args.best_of)
+                         guidance=args.guidance, best_of=args.best_of, best_of_by=args.best_of_by)
     paths = clips.write(folder, force=True)
-    settings = f"seed {clips.seed}, guidance {clips.guidance:g}, best of {clips.best_of}"
+    by = f" by {clips.best_of_by}" if clips.best_of > 1 else ""
+    settings = f"seed {clips.seed}, guidance {clips.guidance:g}, best of {clips.best_of}{by}"
     page = write_clips_page(folder.parent / f"{name}.html", paths, f"foley generate: {len(paths)} clips of {name}",
                             f"run {args.run_dir}, {settings}", run.config.mel)
     log.info("wrote %d clips of %s to %s (%s); to listen: %s", len(paths), name, folder, settings, page)
