@@ -12,6 +12,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 # A pipeline small enough for a test: every stage runs, on a tiny synthetic set, in seconds.
 TOY = [
+    "amp=false",
     "data.synthetic.train_per_class=4",
     "data.synthetic.reference_per_class=3",
     "data.val_fraction=0.25",
