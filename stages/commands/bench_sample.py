@@ -203,7 +203,7 @@ def time_generation(prior: PixelSNAIL, autoencoder: Autoencoder, vocoder: Vocode
     class_ids = [c for c in range(n_classes) for _ in range(per_class)]
     indices = [i for _ in range(n_classes) for i in range(per_class)]
     settings = SampleConfig(per_class=per_class, temperature=1.0, top_k=0, batch_size=batch, levels=0, guidance=1.0,
-                            best_of=1)
+                            best_of=1, best_of_by="prior")
     run = partial(generate, prior, autoencoder, vocoder, class_ids, indices, 0, settings, "freq", num_samples,
                   progress=progress, amp=amp)
     return _timed(run, prior.background.device)
