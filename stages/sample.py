@@ -18,9 +18,8 @@ from foley.audio.clips import write_wav
 from foley.config import Config, SampleConfig
 from foley.models.autoencoder import Autoencoder
 from foley.models.builders import load_autoencoder, load_prior
-from foley.quantize.stacking import unstack_levels
 from foley.sample.best_of import LoudnessRange
-from foley.sample.generate import Generated, generate
+from foley.sample.generate import Generated, decode_maps, generate
 from foley.stages.artifacts import OUTPUTS
 from foley.stages.context import StageContext
 from foley.stages.stage import Stage
@@ -90,7 +89,6 @@ def loudness_ranges(autoencoder: Autoencoder, artifact: Artifact, class_ids: lis
     labels = np.load(artifact("extract_codes", "labels.npy"))
     train = np.load(artifact("extract_codes", "splits.npy")) == "train"
     device = next(autoencoder.parameters()).device
-    levels = settings.levels or autoencoder.levels
     ranges = {}
     for class_id in sorted(set(class_ids)):
         rows = np.flatnonzero(train & (labels == class_id))
@@ -102,8 +100,7 @@ def loudness_ranges(autoencoder: Autoencoder, artifact: Artifact, class_ids: lis
         with torch.no_grad():
             for first in range(0, len(rows), 32):
                 maps = torch.as_tensor(codes[rows[first : first + 32]], dtype=torch.long, device=device)
-                levels_maps = unstack_levels(maps, autoencoder.levels, stack)[:, :levels]
-                mels.append(autoencoder.decode_codes(levels_maps).float().cpu().numpy())
+                mels.append(decode_maps(autoencoder, maps, stack, settings.levels).float().cpu().numpy())
         ranges[class_id] = LoudnessRange.of(np.concatenate(mels))
     return ranges
 

@@ -40,6 +40,11 @@ class Generated:
     chosen: np.ndarray | None = None  # (N,) the kept candidate of each clip (None at best_of 1)
 
 
+def decode_maps(autoencoder: Autoencoder, maps: torch.Tensor, stack: str, levels: int = 0) -> torch.Tensor:
+    """Stacked code maps (B, H, W) -> log-mels, decoding the first `levels` quantizer levels (0 = all)."""
+    return autoencoder.decode_codes(unstack_levels(maps, autoencoder.levels, stack)[:, : levels or autoencoder.levels])
+
+
 @torch.no_grad()
 def generate(
     prior: torch.nn.Module,
@@ -70,10 +75,9 @@ def generate(
     by_loudness = k > 1 and settings.best_of_by == "loudness"
     if by_loudness and (loudness is None or not set(class_ids) <= set(loudness)):
         raise ValueError("best_of by loudness needs the loudness range of every generated class")
-    levels_decoded = settings.levels or autoencoder.levels
 
     def decode(one_map: torch.Tensor) -> torch.Tensor:  # one clip at a time: float rounding must not depend on the batch
-        return autoencoder.decode_codes(unstack_levels(one_map, autoencoder.levels, stack)[:, :levels_decoded])
+        return decode_maps(autoencoder, one_map, stack, settings.levels)
 
     codes, mels, audio, scores, misfits, chosen = [], [], [], [], [], []
     starts = range(0, len(class_ids), settings.batch_size)
