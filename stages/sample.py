@@ -35,8 +35,7 @@ def null_label_needed_by(config: Config) -> str:
     """The sample settings that need a prior with a null label and the verb, e.g. "sample.guidance 2 needs"
     ("" when none does)."""
     uses = [f"sample.guidance {config.sample.guidance:g}"] if config.sample.guidance != 1 else []
-    by_prior = config.sample.best_of > 1 and config.sample.best_of_by == "prior"
-    uses += [f"sample.best_of {config.sample.best_of} by prior"] if by_prior else []
+    uses += [f"sample.best_of {config.sample.best_of} by prior"] if config.sample.picks_by == "prior" else []
     return f"{' and '.join(uses)} {'needs' if len(uses) == 1 else 'need'}" if uses else ""
 
 
@@ -113,12 +112,11 @@ def generate_for(config: Config, generator: Generator, class_ids: list[int], ind
     if uses and generator.prior.null_label is None:
         raise ConfigError(
             f"{uses} a prior trained with a null label, but this run's prior "
-            "(train_prior/prior.pt) was trained with prior.label_dropout 0; use guidance 1 and best_of 1, or retrain "
-            "it with prior.label_dropout > 0 (e.g. foley run --set prior.label_dropout=0.1)"
+            "(train_prior/prior.pt) was trained with prior.label_dropout 0; use guidance 1 and best_of 1 or best_of_by "
+            "loudness, or retrain it with prior.label_dropout > 0 (e.g. foley run --set prior.label_dropout=0.1)"
         )
-    by_loudness = config.sample.best_of > 1 and config.sample.best_of_by == "loudness"
     ranges = (loudness_ranges(generator.autoencoder, artifact, class_ids, config.sample, config.codes.stack)
-              if by_loudness else None)
+              if config.sample.picks_by == "loudness" else None)
     return generate(
         generator.prior, generator.autoencoder, generator.vocoder, class_ids, indices, seed,
         config.sample, config.codes.stack, config.audio.clip_samples, progress=progress, amp=config.amp,

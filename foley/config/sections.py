@@ -313,6 +313,11 @@ class SampleConfig:
         require(self.top_k >= 0, f"{path}.top_k", "must be >= 0 (0 = no top-k truncation)")
         require(self.batch_size >= 1, f"{path}.batch_size", "must be at least 1")
 
+    @property
+    def picks_by(self) -> str | None:
+        """The rule that keeps one of a clip's candidates ("loudness" or "prior"); None at best_of 1."""
+        return self.best_of_by if self.best_of > 1 else None
+
 
 def to_plain(obj: Any) -> Any:
     """A config (or section) as plain dicts and lists, ready for YAML or JSON."""

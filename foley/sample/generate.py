@@ -72,7 +72,7 @@ def generate(
     autoencoder.eval()
     sampler = FastSampler(prior, amp=amp)
     k = settings.best_of
-    by_loudness = k > 1 and settings.best_of_by == "loudness"
+    by_loudness = settings.picks_by == "loudness"
     if by_loudness and (loudness is None or not set(class_ids) <= set(loudness)):
         raise ValueError("best_of by loudness needs the loudness range of every generated class")
 
