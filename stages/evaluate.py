@@ -12,7 +12,8 @@ evaluate.save_embeddings embeddings/<embedder>/ (foley.evaluate.saved). Embeddin
 <run>/cache (or the cache a group of seed runs shares), keyed by clip content, embedder and framing.
 
 Class accuracy (evaluate.classifier_epochs > 0): a log-mel CNN (foley.evaluate.classifier) trained
-on prepare's real development clips (train and val splits) classifies the held-out real clips (the
+on prepare's real development clips (train and val splits; classifier_epochs epochs, more on a small
+set: at least classifier_min_steps steps) classifies the held-out real clips (the
 ceiling), the floor clips and the generated clips: class_accuracy.csv, class_confusion.csv and a
 report section. Its seed is fixed, not the run's, so one classifier judges every seed of a group;
 it is cached in the cache's classifiers/, keyed by the content of its training clips.
@@ -20,6 +21,7 @@ it is cached in the cache's classifiers/, keyed by the content of its training c
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from pathlib import Path
@@ -35,6 +37,7 @@ from foley.evaluate.classifier import (
     class_accuracy,
     clip_mels,
     predict,
+    training_epochs,
 )
 from foley.evaluate.code_tables import floor_fads_by_levels, levels_section
 from foley.evaluate.embedders import build_embedder, check_weights
@@ -213,8 +216,11 @@ def _classify(config: Config, ctx: StageContext, floors: tuple[str, ...],
     index = read_index(ctx)
     all_mels = np.load(ctx.input("prepare", "mels.npy"), mmap_mode="r")
     train = [r for r in index if r["split"] in ("train", "val")]
+    settings = ClassifierSettings()
+    epochs = training_epochs(len(train), settings.batch_size, epochs, config.evaluate.classifier_min_steps)
     model, key = cached_classifier(ctx.cache, np.ascontiguousarray(all_mels[[int(r["row"]) for r in train]]),
-                                   np.array([int(r["class_id"]) for r in train]), len(names), ClassifierSettings(epochs=epochs))
+                                   np.array([int(r["class_id"]) for r in train]), len(names),
+                                   dataclasses.replace(settings, epochs=epochs))
     results = {}
     held_out = [r for r in index if r["split"] == "reference" and r["class_name"] in names]
     if held_out:

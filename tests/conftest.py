@@ -44,6 +44,7 @@ TOY = [
     "evaluate.batch_size=8",
     "evaluate.relax_checks=true",
     "evaluate.floor_clips_per_class=2",
+    "evaluate.classifier_min_steps=20",
 ]
 
 

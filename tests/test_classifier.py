@@ -14,6 +14,7 @@ from foley.evaluate.classifier import (
     classifier_key,
     predict,
     train_classifier,
+    training_epochs,
 )
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -93,3 +94,13 @@ def test_bad_training_sets_are_refused():
         train_classifier(np.zeros((4, 8, 8)), np.array([0, 1, 2, 5]), 4, SMALL)
     with pytest.raises(ValueError, match="one label each"):
         train_classifier(np.zeros((4, 8, 8)), np.array([0, 1]), 4, SMALL)
+
+
+def test_a_small_set_trains_more_epochs_up_to_the_minimum_steps():
+    assert training_epochs(1400, 32, 10, 400) == 10  # the demo's 1,400 clips: 44 steps an epoch, 440 steps
+    assert training_epochs(334, 32, 10, 400) == 37  # 334 real clips: 11 steps an epoch, 37 epochs reach 400
+    assert training_epochs(334, 32, 10, 0) == 10 and training_epochs(334, 32, 0, 400) == 0
+    for clips in (1, 31, 32, 33, 100, 999):
+        epochs, per_epoch = training_epochs(clips, 32, 3, 250), -(-clips // 32)
+        assert epochs >= 3 and epochs * per_epoch >= 250
+        assert epochs == 3 or (epochs - 1) * per_epoch < 250  # whole epochs, no more than needed

@@ -76,6 +76,8 @@ def test_class_accuracy_of_real_floor_and_generated_clips_is_written_and_reporte
     report = (toy_run / "evaluate" / "report.md").read_text()
     assert "## Class accuracy" in report and "| class | held-out real (ceiling) | vocoder floor |" in report
     assert "| generated \\ classified |" in report
+    # 28 training clips, one step an epoch: evaluate.classifier_min_steps (20) sets the epochs, not classifier_epochs (10)
+    assert "(foley.evaluate.classifier, 20 epochs," in report
     assert len(list((toy_run / "cache" / "classifiers").iterdir())) == 1
 
 

@@ -114,6 +114,7 @@ class EvaluateConfig:
     batch_size: int
     save_embeddings: bool
     classifier_epochs: int
+    classifier_min_steps: int
 
     @property
     def embedder_names(self) -> tuple[str, ...]:
@@ -146,3 +147,4 @@ class EvaluateConfig:
         )
         require(self.batch_size >= 1, f"{path}.batch_size", "must be at least 1")
         require(self.classifier_epochs >= 0, f"{path}.classifier_epochs", "must be >= 0 (0 = no class accuracy)")
+        require(self.classifier_min_steps >= 0, f"{path}.classifier_min_steps", "must be >= 0")

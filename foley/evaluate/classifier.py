@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +44,14 @@ class ClassifierSettings:
     seed: int = 0
     widths: tuple[int, int, int] = (8, 16, 16)
     pool: tuple[int, int] = (4, 4)  # mel bins x frames averaged before the first convolution
+
+
+def training_epochs(clips: int, batch_size: int, epochs: int, min_steps: int) -> int:
+    """Epochs to train on `clips` clips: at least `epochs`, and enough whole epochs for at least
+    `min_steps` optimizer steps, so a small set gets more epochs (0 epochs: no classifier)."""
+    if epochs == 0 or clips == 0:
+        return 0
+    return max(epochs, math.ceil(min_steps / math.ceil(clips / batch_size)))
 
 
 class MelClassifier(nn.Module):
