@@ -129,6 +129,13 @@ def test_the_demo_config_guides_its_sampler():
     assert (load_config("toy").amp, load_config("dcase_baseline").sample.best_of_by) == (False, "prior")
 
 
+def test_the_demo_prior_trains_20_epochs_on_the_demo_and_on_a_few_hundred_recordings():
+    from foley.train.schedule import planned
+
+    train = load_config("quick").prior.train
+    assert [planned(train, maps).epochs for maps in (1260, 301, 5000)] == [20, 20, 6]  # 5,000 maps: 6 epochs make 1,700 steps
+
+
 def test_the_toy_config_is_the_tests_toy_run():
     from conftest import TOY
 
