@@ -124,7 +124,7 @@ def test_the_paper_configs_keep_the_baselines_prior_and_sampler(name):
 
 def test_the_demo_config_guides_its_sampler():
     config = load_config("quick")
-    assert (config.prior.label_dropout, config.prior.label_channels, config.sample.guidance) == (0.1, 8, 1.5)
+    assert (config.prior.label_dropout, config.prior.label_channels, config.sample.guidance) == (0.1, 8, 1.25)
     assert (config.sample.best_of, config.sample.best_of_by, config.amp) == (2, "loudness", "auto")
     assert (load_config("toy").amp, load_config("dcase_baseline").sample.best_of_by) == (False, "prior")
 
