@@ -30,6 +30,7 @@ from torch.nn import functional as F
 from foley.audio.clips import read_clip
 from foley.audio.mel import log_mel
 from foley.config import MelConfig
+from foley.train.batches import batches_per_epoch
 from foley.util.atomic import atomic_path
 
 CLASSIFIER_VERSION = "mel-cnn-v1"  # bump when the network or its training changes: old caches are not reused
@@ -51,7 +52,7 @@ def training_epochs(clips: int, batch_size: int, epochs: int, min_steps: int) ->
     `min_steps` optimizer steps, so a small set gets more epochs (0 epochs: no classifier)."""
     if epochs == 0 or clips == 0:
         return 0
-    return max(epochs, math.ceil(min_steps / math.ceil(clips / batch_size)))
+    return max(epochs, math.ceil(min_steps / batches_per_epoch(clips, batch_size)))
 
 
 class MelClassifier(nn.Module):
