@@ -48,6 +48,21 @@ def test_the_text_report_has_both_paths_the_ratio_and_the_load(capsys, toy_sizes
         assert text in out
 
 
+def test_dropout_sets_the_priors_dropout(capsys, toy_sizes):
+    """--dropout replaces the size's dropout (0.1): at 0 both paths compute the same function, so
+    their losses agree; at the default the two paths draw different dropout masks."""
+    results = {}
+    for flags in ((), ("--dropout", "0")):
+        assert main(["bench", "train", "--batch", "2", "--steps", "2", "--device", "cpu", "--json", "-q", *flags]) == 0
+        results[flags] = json.loads(capsys.readouterr().out)
+    default, off = results[()], results[("--dropout", "0")]
+    assert default["dropout"] == 0.1 and off["dropout"] == 0.0
+    assert off["fast"]["losses"] == pytest.approx(off["reference"]["losses"], rel=1e-5)
+    assert default["fast"]["losses"] != pytest.approx(default["reference"]["losses"], rel=1e-5)
+    assert main(["bench", "train", "--dropout", "0", "--steps", "1", "--device", "cpu", "-q"]) == 0
+    assert "small size, dropout 0, batch 2" in capsys.readouterr().out
+
+
 def test_amp_runs_the_fast_path_in_bf16_against_the_float32_reference(capsys, toy_sizes, monkeypatch):
     """--amp is config amp for the fast path only: the reference's losses are a float32 run's."""
     monkeypatch.setattr(device, "cpu_has_bf16", lambda: True)
@@ -76,6 +91,8 @@ def test_resident_peak_sees_a_large_allocation():
     (["--batch", "0"], "--batch must be at least 1"),
     (["--steps", "0"], "--steps must be at least 1"),
     (["--threads", "0"], "--threads must be at least 1"),
+    (["--dropout", "1"], "--dropout must be in [0, 1)"),
+    (["--model", "autoencoder", "--dropout", "0"], "is the prior's only"),
 ])
 def test_bad_arguments_fail_with_one_message(capsys, args, message):
     assert main(["bench", "train", *args]) == 2

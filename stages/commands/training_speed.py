@@ -62,6 +62,7 @@ class PathTiming:
 class TrainBench:
     model: str
     size: str
+    dropout: float | None  # the prior's dropout (None for the autoencoder)
     batch: int
     device: str
     threads: int
@@ -84,13 +85,17 @@ class TrainBench:
 
 
 def bench_train(model: str, size: str, batch: int | None = None, steps: int = 3, device: torch.device = torch.device("cpu"),
-                amp: bool = False, compile: bool = False, tf32: bool = False, seed: int = 0) -> TrainBench:
+                amp: bool = False, compile: bool = False, tf32: bool = False, seed: int = 0,
+                dropout: float | None = None) -> TrainBench:
     """Time ``steps`` training steps of each path (see the module docstring); ``tf32``: both paths
     with TF32 products on CUDA, as the trainers run with train_speed.tf32; ``amp`` (config amp)
-    and ``compile``: the fast path only, against the float32 reference."""
+    and ``compile``: the fast path only, against the float32 reference; ``dropout``: the prior's
+    (default the size's)."""
     batch = batch or DEFAULT_BATCH[model]
+    if model == "prior" and dropout is None:
+        dropout = PRIOR_SIZES[size]["dropout"]
     load_before = os.getloadavg()[0]
-    tasks, data, epochs = _build(model, size, batch, device, amp, compile, seed)
+    tasks, data, epochs = _build(model, size, batch, device, amp, compile, seed, dropout)
     share = BatchShare(0, batch, batch)
     records: dict[str, list[tuple[float, float, float]]] = {name: [] for name in tasks}
     with tf32_products(device, tf32):
@@ -104,7 +109,8 @@ def bench_train(model: str, size: str, batch: int | None = None, steps: int = 3,
     per_epoch = math.ceil(DCASE_CLIPS / batch)
     epoch_s = {name: per_epoch * t.step_s for name, t in timings.items()}
     return TrainBench(
-        model=model, size=size, batch=batch, device=str(device), threads=torch.get_num_threads(), amp=tasks["fast"].amp,
+        model=model, size=size, dropout=dropout if model == "prior" else None, batch=batch, device=str(device),
+        threads=torch.get_num_threads(), amp=tasks["fast"].amp,
         compile=compile, tf32=tf32, steps=steps, load_average=(load_before, os.getloadavg()[0]), memory=memory_measure(device),
         reference=timings["reference"], fast=timings["fast"],
         ratio=timings["reference"].step_s / timings["fast"].step_s,
@@ -114,12 +120,12 @@ def bench_train(model: str, size: str, batch: int | None = None, steps: int = 3,
 
 
 def _build(model: str, size: str, batch: int, device: torch.device, amp: bool, compile: bool,
-           seed: int) -> tuple[dict[str, AdamTask], tuple[torch.Tensor, ...], int]:
+           seed: int, dropout: float | None) -> tuple[dict[str, AdamTask], tuple[torch.Tensor, ...], int]:
     """The two tasks (reference, fast) on copies of one model, a random batch, the epochs."""
     torch.manual_seed(seed)
     dcase = load_config("dcase_baseline")
     if model == "prior":
-        network = PixelSNAIL(DCASE_MAP, VOCAB_SIZE, N_CLASSES, **PRIOR_SIZES[size]).to(device)
+        network = PixelSNAIL(DCASE_MAP, VOCAB_SIZE, N_CLASSES, **{**PRIOR_SIZES[size], "dropout": dropout}).to(device)
         data = (torch.randint(0, VOCAB_SIZE, (batch, *DCASE_MAP)), torch.arange(batch) % N_CLASSES)
         make: Callable[..., AdamTask] = lambda net, fast: PriorTask(net, LEARNING_RATE, device, amp and fast,
                                                                        fast_path=fast, compile=compile and fast)
@@ -219,7 +225,8 @@ def format_train_bench(result: TrainBench) -> str:
     paths = (("reference", result.reference), ("fast", result.fast))
     memory = lambda t: "n/a" if t.peak_mib is None else f"{t.peak_mib:.0f} MiB"
     lines = [
-        f"foley bench train: {result.model}, {result.size} size, batch {result.batch}, device {result.device}, "
+        f"foley bench train: {result.model}, {result.size} size"
+        f"{'' if result.dropout is None else f', dropout {result.dropout:g}'}, batch {result.batch}, device {result.device}, "
         f"{result.threads} torch thread(s){', fast path under bf16 autocast (reference float32)' if result.amp else ''}"
         f"{', TF32' if result.tf32 else ''}{', fast path compiled' if result.compile else ''}",
         f"  load average {result.load_average[0]:.2f} before, {result.load_average[1]:.2f} after "

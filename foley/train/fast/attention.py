@@ -10,11 +10,10 @@ the keys and values 0 .. N-2, and row 0 is zero. That form fits fused kernels
 kernel has no dropout, so on the CPU with dropout the rows are taken in chunks, each against the
 keys up to its last row only (half the score matrix), with the weights' dropout drawn per chunk.
 
-On the CPU the attention runs in float32 even under bf16 autocast (its output is cast back to the
-inputs' dtype): torch's CPU flash kernel is slower in bf16 than in float32 at these head widths,
-its backward most of all (forward and backward on this project's CPU: 8 x 214 positions x 4 heads
-of 8 channels, the demo's, 36 ms in bf16 against 13 ms in float32; the baseline's 1,719 positions
-x 8 heads of 16 channels, 137 against 92 ms; one thread), and float32 is the more exact.
+Without dropout on the CPU the fused kernel runs in float32 even under bf16 autocast (its output
+is cast back to the inputs' dtype): torch's CPU flash kernel is slower in bf16 than in float32 at
+these head widths, its backward most of all (`foley bench train --dropout 0 --amp`, README), and
+float32 is the more exact. The chunked path keeps autocast's bf16 products, faster than float32 ones.
 
 Dropout keeps each value with probability 1 - p (within 2^-24: see ``keep_mask``) and scales it
 by 1 / (1 - p), as torch's; only the random stream differs from the reference's (tests check the
@@ -58,16 +57,12 @@ def strictly_causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     q, k, v = q[:, :, 1:], k[:, :, :-1], v[:, :, :-1]
     if q.device.type != "cpu":
         out = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
-    else:
-        dtype = q.dtype
-        wide = torch.promote_types(dtype, torch.float32)  # float64 stays float64
+    elif p == 0.0:
+        wide = torch.promote_types(q.dtype, torch.float32)  # bf16 -> float32; float64 stays float64
         with torch.autocast("cpu", enabled=False):
-            q, k, v = q.to(wide), k.to(wide), v.to(wide)
-            if p == 0.0:
-                out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-            else:
-                out = _chunked_with_dropout(q, k, v, p)
-        out = out.to(dtype)
+            out = F.scaled_dot_product_attention(q.to(wide), k.to(wide), v.to(wide), is_causal=True).to(q.dtype)
+    else:
+        out = _chunked_with_dropout(q, k, v, p)
     return F.pad(out, (0, 0, 1, 0))
 
 
