@@ -62,10 +62,21 @@ def test_a_failing_step_is_recorded_and_the_next_one_runs(tmp_path):
     steps = [device_check.Step("bad", ("foley", "bench", "train", "--batch", "0")),
              device_check.Step("crash", ("python", "-c", "raise SystemExit(3)")),
              device_check.Step("json", ("python", "-c", "print('not json')"), json_output=True)]
-    results = device_check.run_check(steps)
+    seen = []
+    results = device_check.run_check(steps, after_step=lambda so_far: seen.append([r.name for r in so_far]))
     assert [r.status for r in results] == ["failed"] * 3
+    assert seen == [["bad"], ["bad", "crash"], ["bad", "crash", "json"]]
     assert "--batch must be at least 1" in results[0].note and results[1].note == "exit status 3"
     assert results[2].note.startswith("expected one JSON object")
+
+
+def test_gpu_check_writes_its_summary_and_a_progress_line_after_every_step(capsys, tmp_path):
+    assert main(["gpu-check", "--reduced", "--out", str(tmp_path), "--skip", ",".join(device_check.STEP_NAMES)]) == 0
+    progress = [line for line in capsys.readouterr().err.splitlines() if line.startswith("gpu-check ")]
+    assert progress[0].startswith("gpu-check 1/10 tests: skipped (0.0 s) left out (--skip)"), progress
+    assert len(progress) == 10 and progress[-1].startswith("gpu-check 10/10 nccl: skipped")
+    summary = json.loads((tmp_path / "device-check.json").read_text())
+    assert [s["status"] for s in summary["steps"]] == ["skipped"] * 10
 
 
 def test_gpu_check_refuses_a_machine_without_gpu_and_unknown_steps(capsys, tmp_path):

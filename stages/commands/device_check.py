@@ -25,6 +25,7 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,16 +85,21 @@ def check_plan(device: str, gpus: int, reduced: bool, tests: Path | None, out: P
     ]
 
 
-def run_check(steps: list[Step], skip: set[str] = frozenset()) -> list[StepResult]:
-    """Every step in order; ``skip``: names left out at the user's request."""
+def run_check(steps: list[Step], skip: set[str] = frozenset(),
+              after_step: Callable[[list[StepResult]], None] | None = None) -> list[StepResult]:
+    """Every step in order; ``skip``: names left out at the user's request. ``after_step`` is called
+    with the results so far after each step (the command writes its summary then, so that a check
+    stopped part-way still leaves the steps it finished)."""
     results = []
     for step in steps:
         reason = "left out (--skip)" if step.name in skip else step.skip
         if reason is not None:
             results.append(StepResult(step.name, _shell(step), "skipped", 0.0, None, reason))
-            continue
-        results.append(run_step(step))
-        _release_device_memory()
+        else:
+            results.append(run_step(step))
+            _release_device_memory()
+        if after_step is not None:
+            after_step(results)
     return results
 
 
@@ -227,8 +233,16 @@ def cmd_gpu_check(args: argparse.Namespace) -> int:
         raise RunError("gpu-check needs a CUDA GPU and torch sees none; "
                        "`foley gpu-check --reduced` runs the reduced check on the CPU")
     steps = check_plan("cpu" if args.reduced else "cuda", gpus, args.reduced, tests, args.out)
-    results = run_check(steps, skip)
-    json_path, markdown_path = write_summary(args.out, machine(), results)
+    info = machine()
+
+    def after_step(results: list[StepResult]) -> None:
+        write_summary(args.out, info, results)
+        done = results[-1]
+        print(f"gpu-check {len(results)}/{len(steps)} {done.name}: {done.status} ({done.seconds:.1f} s) "
+              f"{headline(done)}", file=sys.stderr, flush=True)
+
+    results = run_check(steps, skip, after_step)
+    json_path, markdown_path = args.out / "device-check.json", args.out / "device-check.md"
     failed = [r.name for r in results if r.status == "failed"]
     print(f"{len(results) - len(failed)} of {len(results)} steps passed or skipped"
           f"{'; failed: ' + ', '.join(failed) if failed else ''}; summary: {markdown_path}, {json_path}")
