@@ -74,7 +74,21 @@ def test_kad_refuses_what_it_cannot_score():
     with pytest.raises(FoleyError, match="different sizes"):
         kernel_audio_distance(np.zeros((3, 2)), np.zeros((3, 4)), 1.0)
     with pytest.raises(FoleyError, match="bandwidth must be positive"):
-        class_kad(np.zeros((3, 2)), [np.ones((2, 2))])
+        kernel_audio_distance(np.zeros((3, 2)), np.ones((2, 2)), 0.0)
+
+
+def test_a_zero_median_distance_names_the_class_the_set_and_the_fix():
+    """Padding silence: more than half of a reference's windows identical -> median distance 0 -> one
+    message naming the class, the set and the other choice of bandwidth; that choice then scores."""
+    rng = np.random.default_rng(0)
+    reference = np.concatenate([np.zeros((8, 3)), rng.normal(size=(3, 3))])  # 28 of 55 pairs identical
+    generated = [rng.normal(size=(4, 3)) for _ in range(3)]
+    with pytest.raises(FoleyError, match=r"KAD of gunshot: the median distance between the reference embeddings "
+                                         r"is 0.*--kad-bandwidth generated"):
+        class_kad(reference, generated, name="gunshot")
+    with pytest.raises(FoleyError, match="between the generated embeddings is 0.*--kad-bandwidth reference"):
+        class_kad(rng.normal(size=(5, 3)), [np.ones((3, 3))], bandwidth_from="generated")
+    assert class_kad(reference, generated, bandwidth_from="generated", name="gunshot").kad > 0
 
 
 def test_set_scores_hold_kad_per_class_and_its_mean_with_fad_optional():

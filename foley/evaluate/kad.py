@@ -47,11 +47,20 @@ def _rows(x: np.ndarray, what: str) -> np.ndarray:
     return x
 
 
-def choose_bandwidth(reference: np.ndarray, generated: np.ndarray, bandwidth_from: str) -> float:
-    """The median pairwise distance of the reference or of the generated embeddings."""
+def choose_bandwidth(reference: np.ndarray, generated: np.ndarray, bandwidth_from: str, name: str = "") -> float:
+    """The median pairwise distance of the reference or of the generated embeddings (of class `name`);
+    FoleyError when it is 0, which happens when at least half of the set's pairs are identical."""
     if bandwidth_from not in BANDWIDTH_FROM:
         raise FoleyError(f"KAD bandwidth from '{bandwidth_from}': choose one of {', '.join(BANDWIDTH_FROM)}")
-    return median_pairwise_distance(reference if bandwidth_from == "reference" else generated)
+    bandwidth = median_pairwise_distance(reference if bandwidth_from == "reference" else generated)
+    if bandwidth == 0:
+        other = "generated" if bandwidth_from == "reference" else "reference"
+        raise FoleyError(
+            f"KAD{f' of {name}' if name else ''}: the median distance between the {bandwidth_from} embeddings is 0, "
+            f"so at least half of their pairs are identical (e.g. windows of digital silence, the zero padding of "
+            f"files shorter than a clip), and KAD's bandwidth must be positive; take it from the {other} "
+            f"embeddings (--kad-bandwidth {other}, evaluate.kad_bandwidth: {other}) or leave KAD out")
+    return bandwidth
 
 
 def gaussian_kernel(a: np.ndarray, b: np.ndarray, bandwidth: float) -> np.ndarray:
@@ -125,11 +134,12 @@ def class_kad(
     seed: int = 0,
     resamples: int = 0,
     confidence: float = 0.95,
+    name: str = "",
 ) -> KADScore:
     """KAD of one class's generated clips (each (windows, D)) against its reference embeddings, with a
     percentile bootstrap interval from `resamples` draws of the clips (0: none; the bandwidth stays fixed)."""
     generated = np.concatenate([np.asarray(c, dtype=np.float64) for c in clip_embeddings])
-    bandwidth = choose_bandwidth(reference, generated, bandwidth_from)
+    bandwidth = choose_bandwidth(reference, generated, bandwidth_from, name)
     kad = kernel_audio_distance(reference, generated, bandwidth)
     if not resamples:
         return KADScore(kad, bandwidth, bandwidth_from)

@@ -143,7 +143,7 @@ def saved_scorers(saved: SavedEmbeddings, metric: str, reference: Mapping[str, G
     scorers = {}
     for name in names:
         rows = np.concatenate(saved.generated[name])
-        bandwidth = choose_bandwidth(saved.reference[name], rows, bandwidth_from)
+        bandwidth = choose_bandwidth(saved.reference[name], rows, bandwidth_from, name)
         scorers[name] = kad_scorer(saved.reference[name], saved.generated[name], bandwidth)
     return scorers
 

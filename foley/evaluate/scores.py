@@ -146,7 +146,7 @@ def _fad_part(names: tuple[str, ...], clip_embeddings: Mapping[str, Sequence[np.
 
 def _kad_part(names: tuple[str, ...], clip_embeddings: Mapping[str, Sequence[np.ndarray]],
               reference: Mapping[str, np.ndarray], extras: ExtraStatistics) -> dict:
-    plain = [class_kad(reference[n], clip_embeddings[n], extras.kad_bandwidth) for n in names]
+    plain = [class_kad(reference[n], clip_embeddings[n], extras.kad_bandwidth, name=n) for n in names]
     mean = float(np.mean([k.kad for k in plain]))
     if not extras.bootstrap:
         return {"kad": tuple(plain), "mean_kad": KADScore(mean, float("nan"), extras.kad_bandwidth)}
