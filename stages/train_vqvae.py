@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
 
@@ -15,6 +17,9 @@ from foley.train.data import training_data
 from foley.train.schedule import planned, schedule_for
 from foley.train.tasks import AutoencoderTask
 from foley.util.device import tf32
+
+log = logging.getLogger(__name__)
+LEARNED_FRACTION = 0.5  # a reconstruction error above this share of the average mel's error: not learned
 
 
 def load_mels(ctx: StageContext, splits: tuple[str, ...]) -> torch.Tensor:
@@ -43,7 +48,32 @@ def run(config: Config, ctx: StageContext) -> dict:
     data = training_data((mels,), ctx.device, train.num_workers, allow_resident=False)  # pinned batches
     with tf32(ctx.device, config.train_speed.tf32):
         summary = train_model(ctx, "autoencoder", spec, model, task, data, train, config.seed, MODEL_FILE)
-    return {"train_clips": len(mels), "val_clips": len(val), "amp": task.amp, "epochs": train.epochs, "final": summary}
+    check = learning_check(summary, average_mel_error(mels, val), train.epochs)
+    if check["warning"]:
+        log.warning("train_vqvae: %s", check["warning"])
+    return {"train_clips": len(mels), "val_clips": len(val), "amp": task.amp, "epochs": train.epochs, "final": summary,
+            "average_mel_mse": check["average_mel_mse"], "learned": check["learned"]}
+
+
+def average_mel_error(train: torch.Tensor, val: torch.Tensor) -> float:
+    """The MSE of the trivial reconstruction, the training mels' average mel, on the validation mels
+    (on the training mels when there are none): the error of a model that learned nothing."""
+    target = val if len(val) else train
+    return float(((target.double() - train.double().mean(0)) ** 2).mean())
+
+
+def learning_check(summary: dict, average_mse: float, epochs: int) -> dict:
+    """Whether the autoencoder learned: its last validation (else training) reconstruction MSE against
+    the average mel's. A run whose first steps blew up can end stuck near a constant output, whose
+    reconstructions, and so every generated clip, are one blur or silence."""
+    mse = summary.get("val/recon/mse", summary.get("recon/mse"))
+    learned = mse is None or mse < LEARNED_FRACTION * average_mse
+    warning = None if learned else (
+        f"the autoencoder did not learn: after {epochs} epoch{'s' * (epochs != 1)} its reconstruction MSE is "
+        f"{mse:.3g}, against {average_mse:.3g} for always answering the average training mel, so its "
+        f"reconstructions and every generated clip will be near-constant; train it longer, or again with a "
+        f"learning-rate warm-up (autoencoder.train.warmup_steps, e.g. 50), a lower autoencoder.train.lr or another seed")
+    return {"average_mel_mse": average_mse, "learned": learned, "warning": warning}
 
 
 STAGE = Stage(
