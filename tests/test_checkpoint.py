@@ -73,3 +73,49 @@ def test_both_checkpoints_bad_is_an_error_naming_both(tmp_path):
     previous_path(path).write_bytes(b"junk too")
     with pytest.raises(CheckpointError, match=r"'.*checkpoint.pt' is corrupt.* and .*checkpoint.pt.prev' is corrupt"):
         load_newest_checkpoint(path)
+
+
+def test_a_full_disk_ends_in_one_message_and_keeps_the_old_file(tmp_path, monkeypatch):
+    """torch.save on a full disk fails with its zip writer's RuntimeError (seen here: 19 MB free while
+    a prior checkpoint was written); with that little free space it becomes one DiskFullError. The same
+    RuntimeError with room to spare is a different fault and passes through unchanged."""
+    import shutil
+    from collections import namedtuple
+
+    import foley.util.atomic
+    from foley.util.errors import DiskFullError
+
+    path = tmp_path / "prior.pt"
+    save_checkpoint(path, _payload(1))
+    before = path.read_bytes()
+
+    def zip_writer_fails(payload, target):
+        with open(target, "wb") as handle:
+            handle.write(before[:100])
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 19070144 vs 19070032")
+
+    monkeypatch.setattr(foley.util.checkpoint.torch, "save", zip_writer_fails)
+    usage, real_disk_usage = namedtuple("usage", "total used free"), shutil.disk_usage
+    monkeypatch.setattr(foley.util.atomic.shutil, "disk_usage", lambda folder: usage(1 << 40, 1 << 40, 19 << 20))
+    with pytest.raises(DiskFullError, match=rf"no space left on the disk holding '{tmp_path}' \(19 MiB free\) while "
+                                            r"writing 'prior.pt'.*run the same command again"):
+        save_checkpoint(path, _payload(2))
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["prior.pt"]
+    monkeypatch.setattr(foley.util.atomic.shutil, "disk_usage", real_disk_usage)
+    with pytest.raises(RuntimeError, match="unexpected pos"):
+        save_checkpoint(path, _payload(2))
+
+
+def test_enospc_while_streaming_rows_is_a_full_disk_at_any_free_space(tmp_path):
+    import errno
+
+    import numpy as np
+
+    from foley.util.atomic import npy_rows_atomic
+    from foley.util.errors import DiskFullError
+
+    with pytest.raises(DiskFullError, match="while writing 'mels.npy'"):
+        with npy_rows_atomic(tmp_path / "mels.npy", (2,)) as rows:
+            rows.append(np.zeros((3, 2)))
+            raise OSError(errno.ENOSPC, "No space left on device")
+    assert list(tmp_path.iterdir()) == []

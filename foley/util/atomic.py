@@ -2,18 +2,25 @@
 
 A reader never sees a half-written file, a killed writer leaves the previous file in place, and
 concurrent writers of the same content (two runs filling one cache) each rename a complete file.
+A write that fails because the disk is full ends in one DiskFullError naming the folder.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import os
+import shutil
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+
+from foley.util.errors import DiskFullError
+
+FULL_BELOW_BYTES = 64 << 20  # a failed write with less free space than this is taken for a full disk
 
 
 @contextmanager
@@ -27,8 +34,27 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:  # RuntimeError: torch.save's zip writer reports a failed write so
+        free = disk_full(err, path.parent)
+        if free is None:
+            raise
+        raise DiskFullError(
+            f"no space left on the disk holding '{path.parent}' ({free >> 20} MiB free) while writing "
+            f"'{path.name}'; nothing half-written was kept: free some space and run the same command again "
+            f"(a run resumes from its finished stages and last checkpoint)") from err
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def disk_full(err: BaseException, folder: Path) -> int | None:
+    """The free bytes of `folder`'s disk when `err` is a write that failed for lack of space, else None."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return None
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return free
+    return free if free < FULL_BELOW_BYTES else None
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:

@@ -25,6 +25,10 @@ class RunError(FoleyError):
     """A run folder or stage that cannot proceed (missing upstream output, lock held, ...)."""
 
 
+class DiskFullError(FoleyError):
+    """No space left on the disk while writing an output; what was finished before stays complete."""
+
+
 class Interrupted(FoleyError):
     """Training stopped on SIGINT or SIGTERM after writing a checkpoint; the run resumes from it."""
 
