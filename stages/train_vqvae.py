@@ -59,7 +59,8 @@ def average_mel_error(train: torch.Tensor, val: torch.Tensor) -> float:
     """The MSE of the trivial reconstruction, the training mels' average mel, on the validation mels
     (on the training mels when there are none): the error of a model that learned nothing."""
     target = val if len(val) else train
-    return float(((target.double() - train.double().mean(0)) ** 2).mean())
+    average = train.mean(0, dtype=torch.float64).to(target.dtype)  # no float64 copy of a large set
+    return float(((target - average) ** 2).mean(dtype=torch.float64))
 
 
 def learning_check(summary: dict, average_mse: float, epochs: int) -> dict:
