@@ -171,10 +171,14 @@ def machine() -> dict[str, Any]:
 def write_summary(out: Path, info: dict[str, Any], results: list[StepResult]) -> tuple[Path, Path]:
     """device-check.json and device-check.md in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    json_path, markdown_path = out / "device-check.json", out / "device-check.md"
+    json_path, markdown_path = summary_paths(out)
     json_path.write_text(json.dumps({"machine": info, "steps": [asdict(r) for r in results]}, indent=2) + "\n")
     markdown_path.write_text(markdown(info, results))
     return json_path, markdown_path
+
+
+def summary_paths(out: Path) -> tuple[Path, Path]:
+    return out / "device-check.json", out / "device-check.md"
 
 
 def markdown(info: dict[str, Any], results: list[StepResult]) -> str:
@@ -242,7 +246,7 @@ def cmd_gpu_check(args: argparse.Namespace) -> int:
               f"{headline(done)}", file=sys.stderr, flush=True)
 
     results = run_check(steps, skip, after_step)
-    json_path, markdown_path = args.out / "device-check.json", args.out / "device-check.md"
+    json_path, markdown_path = summary_paths(args.out)
     failed = [r.name for r in results if r.status == "failed"]
     print(f"{len(results) - len(failed)} of {len(results)} steps passed or skipped"
           f"{'; failed: ' + ', '.join(failed) if failed else ''}; summary: {markdown_path}, {json_path}")
