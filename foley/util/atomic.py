@@ -34,7 +34,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except (OSError, RuntimeError) as err:  # RuntimeError: torch.save's zip writer reports a failed write so
+    except (OSError, RuntimeError) as err:  # RuntimeError: how torch.save's zip writer reports a failed write
         free = disk_full(err, path.parent)
         if free is None:
             raise
